@@ -1,0 +1,143 @@
+"""The five component slots and the one method each runs.
+
+A component is a class with a pydantic `Config` (its parameters, validated before any stage runs) and the
+method its slot defines. The runner builds `Component(config)` and calls that method with a `StageContext`;
+the method returns its output artifacts by name. Nothing here imports torch or transformers.
+
+    class MyTrainer(Trainer):
+        class Config(ComponentConfig):
+            learning_rate: float = 1e-5
+
+        def train(self, ctx: StageContext) -> dict[str, Artifact]:
+            ...
+            return {"model": Artifact("model", ctx.output_dir / "model")}
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from .artifacts import Artifact
+    from .context import StageContext
+
+
+class ComponentConfig(BaseModel):
+    """Base for component configs: unknown keys are errors, so a typo never silently does nothing."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class Component:
+    """Common base: holds the validated config. `slot` and `method` are set by each slot's base class."""
+
+    slot: ClassVar[str] = ""
+    method: ClassVar[str] = ""
+    Config: ClassVar[type[ComponentConfig]] = ComponentConfig
+    #: input names this component requires (checked by `plinth validate` against the stage's `inputs`).
+    required_inputs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: ComponentConfig | dict[str, Any] | None = None):
+        if config is None:
+            config = {}
+        if isinstance(config, dict):
+            config = self.Config.model_validate(config)
+        self.config = config
+
+    def run(self, ctx: "StageContext") -> dict[str, "Artifact"]:
+        """Dispatch to the slot's method; the runner calls this."""
+        return getattr(self, self.method)(ctx)
+
+
+class Generator(Component):
+    """Builds datasets (e.g. teacher-guided SFT and KTO data). Returns `dataset`-kind artifacts."""
+
+    slot = "generator"
+    method = "generate"
+
+    def generate(self, ctx: "StageContext") -> dict[str, "Artifact"]:
+        raise NotImplementedError
+
+
+class Trainer(Component):
+    """Trains a model from input artifacts; returns at least a `model` (or `checkpoint`) artifact.
+
+    Trainers ask `ctx.strategy` how to run in parallel (extra TrainingArguments, model wrapping)."""
+
+    slot = "trainer"
+    method = "train"
+
+    def train(self, ctx: "StageContext") -> dict[str, "Artifact"]:
+        raise NotImplementedError
+
+
+class Merger(Component):
+    """Fuses model artifacts (ctx.inputs) into one `model` artifact."""
+
+    slot = "merger"
+    method = "merge"
+
+    def merge(self, ctx: "StageContext") -> dict[str, "Artifact"]:
+        raise NotImplementedError
+
+
+class Evaluator(Component):
+    """Scores model artifacts; returns a `metrics` artifact (and usually `samples`)."""
+
+    slot = "evaluator"
+    method = "evaluate"
+
+    def evaluate(self, ctx: "StageContext") -> dict[str, "Artifact"]:
+        raise NotImplementedError
+
+
+class LaunchSpec(BaseModel):
+    """How many processes a stage needs; the runner starts them with torchrun when world size > 1."""
+
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+
+class Strategy(Component):
+    """How a stage's work is spread over processes and devices.
+
+    The runner asks `launch_spec()` for the process layout and launches workers itself. Inside each worker a
+    trainer calls `training_arguments()` for extra Hugging Face `TrainingArguments` keys (DeepSpeed config,
+    DDP backend) or `wrap_model()`/`setup()` for hand-written loops (e.g. a pipeline schedule)."""
+
+    slot = "strategy"
+    method = "launch_spec"
+
+    def launch_spec(self) -> LaunchSpec:
+        return LaunchSpec()
+
+    def setup(self, ctx: "StageContext") -> None:
+        """Called once in each worker before the component runs (e.g. init the process group)."""
+
+    def training_arguments(self, ctx: "StageContext") -> dict[str, Any]:
+        """Extra keys for transformers.TrainingArguments."""
+        return {}
+
+    def wrap_model(self, model: Any, ctx: "StageContext") -> Any:
+        return model
+
+    def run(self, ctx: "StageContext") -> dict[str, "Artifact"]:  # strategies are not stages
+        raise TypeError("a strategy is chosen per stage with `strategy = ...`; it is not a stage of its own")
+
+
+SLOTS: dict[str, type[Component]] = {
+    "generator": Generator,
+    "trainer": Trainer,
+    "merger": Merger,
+    "evaluator": Evaluator,
+    "strategy": Strategy,
+}
