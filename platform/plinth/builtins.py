@@ -32,7 +32,7 @@ class DDP(Strategy):
         nnodes: int = Field(1, ge=1)
         node_rank: int = Field(0, ge=0)
         master_addr: str = "127.0.0.1"
-        master_port: int = Field(29500, ge=1, le=65535)
+        master_port: int = Field(0, ge=0, le=65535, description="0 picks a free port (single-node runs)")
         backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="auto: nccl with GPUs, else gloo")
 
     def launch_spec(self) -> LaunchSpec:
@@ -119,7 +119,7 @@ class _ProgressDisplay:
         text = f"[plinth] {stage}: {description} {done}"
         if total:
             text += f"/{total} ({100 * done / total:.0f}%)"
-            if done and status != "end":
+            if done and done < total and status != "end":
                 text += f" ETA {_fmt_seconds(elapsed * (total - done) / done)}"
         text += f" elapsed {_fmt_seconds(elapsed)}"
         extras = " ".join(f"{k}={_fmt_value(v)}" for k, v in info.items())

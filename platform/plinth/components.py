@@ -38,6 +38,8 @@ class Component:
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
     #: input names this component requires (checked by `plinth validate` against the stage's `inputs`).
     required_inputs: ClassVar[tuple[str, ...]] = ()
+    #: output names it returns; when declared, `plinth validate` checks references like "sft.model" against them.
+    outputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ComponentConfig | dict[str, Any] | None = None):
         if config is None:
@@ -100,7 +102,7 @@ class LaunchSpec(BaseModel):
     nnodes: int = 1
     node_rank: int = 0
     master_addr: str = "127.0.0.1"
-    master_port: int = 29500
+    master_port: int = 0  # 0: the runner picks a free port
 
     @property
     def world_size(self) -> int:

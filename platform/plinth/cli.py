@@ -1,0 +1,252 @@
+"""`plinth` command line: plugins, registry, validate, run, new-plugin, install/uninstall, plus verbs plugins add.
+
+argparse keeps start-up fast (no heavy imports here); plugins add verbs through `plinth_register_commands`.
+Repair commands (`--help`, `plugins`, `install`, `uninstall`) work even when a plugin is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import PlinthError, StageFailedError
+
+
+def _add_common_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pipeline", help="pipeline TOML file")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="STAGE.KEY=VALUE",
+        help="override a stage parameter (repeatable), e.g. --set sft.learning_rate=2e-5 --set sft.component=kto",
+    )
+    p.add_argument("--run-dir", help="run directory (default: [run].dir, else runs/<name>)")
+
+
+def build_parser(plugins=None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plinth",
+        description="A plugin-based platform for post-training models. `plinth COMMAND --help` for each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"plinth {__version__}")
+    parser.add_argument("--strict-plugins", action="store_true", help="fail when any plugin fails to load")
+    parser.add_argument("--registry", help="registry.toml to use (default: $PLINTH_REGISTRY, else ./registry.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed plugins, their components, hooks and load errors")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("registry", help="show the effective component per slot, or set a default")
+    p.add_argument("action", nargs="?", choices=["show", "set"], default="show")
+    p.add_argument("assignments", nargs="*", metavar="SLOT=NAME", help="with `set`: e.g. trainer=kto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_registry)
+
+    p = sub.add_parser("validate", help="validate a pipeline file without running anything")
+    _add_common_run_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run a pipeline (skips unchanged stages, resumes interrupted ones)")
+    _add_common_run_args(p)
+    p.add_argument("--force", action="append", default=[], metavar="STAGE", help="re-run STAGE even if unchanged")
+    p.add_argument("--quiet", action="store_true", help="no per-stage lines on stderr")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("new-plugin", help="scaffold a working plugin distribution with a passing test")
+    p.add_argument("name", help="plugin name, e.g. my-trainer (distribution plinth-my-trainer)")
+    p.add_argument("--slot", choices=["generator", "trainer", "merger", "evaluator"], default="trainer")
+    p.add_argument("--dir", default=".", help="parent folder (default: current directory)")
+    p.set_defaults(func=cmd_new_plugin)
+
+    p = sub.add_parser("install", help="pip install plugins into plinth's own environment")
+    p.add_argument("packages", nargs="+", help="names or paths, as pip takes them")
+    p.add_argument("-e", "--editable", action="store_true", help="install a local folder in editable mode")
+    p.add_argument("--upgrade", "-U", action="store_true")
+    p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("uninstall", help="pip uninstall plugins from plinth's environment")
+    p.add_argument("packages", nargs="+")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_uninstall)
+
+    if plugins is not None:
+        plugins.hook.plinth_register_commands(subparsers=sub)
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+def cmd_plugins(args) -> int:
+    from .plugins import load_plugins
+
+    plugins = load_plugins(strict=False)
+    infos = [p.to_json() for p in plugins.plugins]
+    if args.json:
+        print(json.dumps({"plugins": infos}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="plinth plugins")
+    for col in ("plugin", "distribution", "version", "components", "hooks", "error"):
+        table.add_column(col, overflow="fold")
+    for p in infos:
+        comps = "\n".join(f"{slot}: {', '.join(names)}" for slot, names in p["components"].items())
+        hooks = ", ".join(h.removeprefix("plinth_") for h in p["hooks"])
+        table.add_row(p["name"], p["distribution"], p["version"], comps, hooks, p["error"] or "")
+    Console().print(table)
+    return 0
+
+
+def cmd_registry(args) -> int:
+    from .components import SLOTS
+    from .plugins import load_plugins
+    from .registry import find_registry, load_registry, set_default
+
+    if args.action == "set":
+        path = find_registry(args.registry) or Path("registry.toml")
+        plugins = load_plugins()
+        for item in args.assignments:
+            if "=" not in item:
+                raise PlinthError(f"registry set: expected SLOT=NAME, got {item!r}")
+            slot, name = (s.strip() for s in item.split("=", 1))
+            plugins.get(slot, name)  # unknown names get "did you mean" before the file is touched
+            set_default(path, slot, name)
+            print(f"{path}: [defaults] {slot} = \"{name}\"")
+        return 0
+    registry = load_registry(args.registry)
+    plugins = load_plugins()
+    rows = []
+    for slot in SLOTS:
+        name, source = registry.default_for(slot)
+        entry = plugins.components[slot].get(name) if name else None
+        rows.append({
+            "slot": slot, "component": name, "source": source,
+            "provided_by": entry.distribution if entry else None,
+            "available": sorted(plugins.components[slot]),
+        })
+    if args.json:
+        print(json.dumps({"registry": str(registry.path) if registry.path else None, "slots": rows}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"registry: {registry.path or 'none (built-in defaults)'}")
+    for col in ("slot", "default", "from", "provided by", "available"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        missing = r["component"] and not r["provided_by"]
+        comp = f"[red]{r['component']} (not installed)[/red]" if missing else (r["component"] or "-")
+        table.add_row(r["slot"], comp, r["source"], r["provided_by"] or "", ", ".join(r["available"]))
+    Console().print(table)
+    print("Resolution order: --set STAGE.component > pipeline file > registry.toml > built-in default")
+    return 0
+
+
+def _plan(args):
+    from .pipeline import build_plan
+    from .plugins import load_plugins
+    from .registry import check_required, load_registry
+
+    registry = load_registry(args.registry)
+    check_required(registry)
+    plugins = load_plugins()
+    return build_plan(args.pipeline, plugins, registry, overrides=args.overrides, run_dir=args.run_dir), plugins
+
+
+def cmd_validate(args) -> int:
+    plan, _ = _plan(args)
+    print(f"{args.pipeline}: valid — {len(plan.stages)} stage(s), run directory {plan.run_dir}")
+    for st in plan.stages:
+        print(f"  {st.id}: {st.slot} '{st.component_name}' ({st.distribution}), strategy '{st.strategy_name}'")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runner import Run
+
+    plan, plugins = _plan(args)
+    run = Run(plan, plugins, force=args.force, echo=not args.quiet)
+    run.execute()
+    print(f"run complete: {plan.run_dir}")
+    return 0
+
+
+def cmd_new_plugin(args) -> int:
+    from .scaffold import new_plugin
+
+    path = new_plugin(args.name, slot=args.slot, parent=Path(args.dir))
+    print(f"created {path}\nnext: plinth install -e {path} && pytest {path}")
+    return 0
+
+
+def _pip(*pip_args: str) -> int:
+    cmd = [sys.executable, "-m", "pip", *pip_args]
+    print("$ " + " ".join(cmd), file=sys.stderr)
+    return subprocess.call(cmd)
+
+
+def cmd_install(args) -> int:
+    extra = ["--upgrade"] if args.upgrade else []
+    if args.editable:
+        return _pip("install", *extra, *[x for p in args.packages for x in ("-e", p)])
+    return _pip("install", *extra, *args.packages)
+
+
+def cmd_uninstall(args) -> int:
+    return _pip("uninstall", *(["-y"] if args.yes else []), *args.packages)
+
+
+# -- entry point ------------------------------------------------------------------------------------------
+def _command_word(argv: list[str]) -> str:
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--registry":
+            skip = True
+        elif a in ("-h", "--help") or not a.startswith("-"):
+            return a
+    return "--help"
+
+
+REPAIR_COMMANDS = {"plugins", "install", "uninstall", "new-plugin", "-h", "--help"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--strict-plugins" in argv:
+        os.environ["PLINTH_STRICT_PLUGINS"] = "1"
+    import warnings
+
+    warnings.formatwarning = lambda message, *a, **k: f"{message}\n"
+    try:
+        plugins = None
+        if argv != ["--version"]:
+            from .plugins import load_plugins
+
+            first = _command_word(argv)
+            # repair commands load plugins leniently, so a broken plugin can still be listed and removed
+            plugins = load_plugins(strict=False) if first in REPAIR_COMMANDS else load_plugins()
+        parser = build_parser(plugins)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
+        return int(args.func(args) or 0)
+    except StageFailedError as exc:
+        print(f"plinth: {exc}", file=sys.stderr)
+        return 1
+    except PlinthError as exc:
+        print(f"plinth: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("plinth: interrupted; `plinth run` again resumes from the last completed stage", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Running a validated plan: one stage after another, recorded in the manifest, resumable at any point.
+
+A stage is skipped when its manifest record is complete with the same config hash and the same input hashes,
+and its outputs still exist. Otherwise its output folder is emptied and it runs again; its work folder (trainer
+checkpoints, teacher caches) is kept when the hashes match the interrupted attempt, so a killed stage resumes
+mid-way, and wiped when they do not, so stale checkpoints never leak into a changed stage.
+
+A stage whose strategy asks for more than one process is launched through torchrun (`python -m plinth.worker`);
+the runner itself stays a single process that owns the manifest and the lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .artifacts import Artifact, content_hash
+from .context import StageContext
+from .errors import PlinthError, StageFailedError
+from .pipeline import Plan, PlannedStage, resolve_inputs
+from .plugins import PluginManager
+from .rundir import MANIFEST, RunLock, load_manifest, read_json, write_json_atomic, write_text_atomic
+
+
+class Run:
+    """One execution of a plan in its run directory. Event hooks receive this object."""
+
+    def __init__(self, plan: Plan, plugins: PluginManager, force: list[str] | None = None, echo: bool = True):
+        self.plan = plan
+        self.plugins = plugins
+        self.run_dir = plan.run_dir
+        self.force = set(force or [])
+        self.echo = echo
+        self.manifest: dict[str, Any] = {}
+        self.outputs: dict[str, dict[str, Artifact]] = {}
+        self.statuses: dict[str, str] = {}
+
+    # -- public -----------------------------------------------------------------------------------------
+    def execute(self) -> str:
+        hook = self.plugins.hook
+        with RunLock(self.run_dir):
+            self._prepare()
+            hook.plinth_run_started(run=self)
+            status = "complete"
+            try:
+                for i, stage in enumerate(self.plan.stages, 1):
+                    self._stage(stage, i)
+            except BaseException:
+                status = "failed"
+                raise
+            finally:
+                self.manifest["status"] = status
+                self.manifest["finished"] = time.time()
+                self._save()
+                hook.plinth_run_finished(run=self, status=status)
+        return status
+
+    # -- internals --------------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.run_dir / "pipeline.toml", self.plan.path.read_text(encoding="utf-8"))
+        write_json_atomic(
+            self.run_dir / "resolved.json",
+            {"pipeline": str(self.plan.path), "stages": [s.to_json() for s in self.plan.stages]},
+        )
+        self.manifest = load_manifest(self.run_dir)
+        self.manifest.update(
+            {"pipeline": str(self.plan.path.resolve()), "status": "running", "started": time.time(), "pid": os.getpid()}
+        )
+        self._save()
+
+    def _save(self) -> None:
+        write_json_atomic(self.run_dir / MANIFEST, self.manifest)
+
+    def _log(self, text: str) -> None:
+        line = f"[plinth] {text}"
+        if self.echo:
+            print(line, file=sys.stderr, flush=True)
+        with open(self.run_dir / "run.log", "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+
+    def _stage(self, stage: PlannedStage, index: int) -> None:
+        total = len(self.plan.stages)
+        hook = self.plugins.hook
+        inputs = resolve_inputs(stage, self.outputs, self.plan.path.parent)
+        config_hash = stage.config_hash()
+        input_hash = self._input_hash(stage, inputs)
+        rec = self.manifest["stages"].get(stage.id, {})
+        same = rec.get("config_hash") == config_hash and rec.get("input_hash") == input_hash
+        stage_dir = self.run_dir / "stages" / stage.id
+        out_dir, work_dir = stage_dir / "out", stage_dir / "work"
+
+        if same and rec.get("status") == "complete" and stage.id not in self.force and stage.name not in self.force:
+            outputs = {k: Artifact.from_json(v, self.run_dir) for k, v in rec.get("outputs", {}).items()}
+            if all(a.exists() for a in outputs.values()):
+                self.outputs[stage.id] = outputs
+                self.statuses[stage.id] = "skipped"
+                self._log(f"stage {index}/{total} {stage.id} ({stage.component_name}): unchanged, skipped")
+                hook.plinth_stage_finished(run=self, stage=stage.id, status="skipped", outputs=outputs)
+                return
+
+        if not same and work_dir.exists():
+            shutil.rmtree(work_dir)  # a changed stage must not resume from another config's checkpoints
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        attempt = (rec.get("attempts", 0) + 1) if same else 1
+        rec = {
+            "status": "running",
+            "slot": stage.slot,
+            "component": stage.component_name,
+            "distribution": stage.distribution,
+            "version": stage.version,
+            "round": stage.round,
+            "strategy": stage.strategy_name,
+            "config_hash": config_hash,
+            "input_hash": input_hash,
+            "inputs": {k: [a.to_json(self.run_dir) for a in v] if isinstance(v, list) else v.to_json(self.run_dir)
+                       for k, v in inputs.items()},
+            "attempts": attempt,
+            "started": time.time(),
+            "pid": os.getpid(),
+        }
+        self.manifest["stages"][stage.id] = rec
+        self._save()
+        resumed = " (resuming)" if attempt > 1 else ""
+        self._log(f"stage {index}/{total} {stage.id} ({stage.component_name}): running{resumed}")
+        hook.plinth_stage_started(run=self, stage=stage.id)
+        t0 = time.time()
+        try:
+            spec = stage.strategy.launch_spec()
+            if spec.world_size > 1:
+                outputs = self._launch(stage, inputs, out_dir, work_dir, spec)
+            else:
+                outputs = run_in_process(stage, inputs, self.run_dir, out_dir, work_dir, self.plugins)
+            _check_outputs(stage, outputs)
+        except BaseException as exc:
+            rec.update(status="failed", seconds=round(time.time() - t0, 3), error=f"{type(exc).__name__}: {exc}")
+            self._save()
+            self.statuses[stage.id] = "failed"
+            hook.plinth_stage_finished(run=self, stage=stage.id, status="failed", outputs={})
+            self._log(f"stage {stage.id} failed after {time.time() - t0:.1f}s: {type(exc).__name__}: {exc}")
+            if isinstance(exc, (PlinthError, KeyboardInterrupt)):
+                raise
+            raise StageFailedError(
+                f"stage '{stage.id}' ({stage.component_name}) failed: {type(exc).__name__}: {exc}\n"
+                f"{''.join(traceback.format_exception(exc)[-6:])}"
+            ) from exc
+
+        recorded = {}
+        for name, art in outputs.items():
+            meta = dict(art.meta)
+            meta["hash"] = content_hash(art.path)
+            recorded[name] = Artifact(art.kind, art.path, meta)
+        rec.update(
+            status="complete",
+            seconds=round(time.time() - t0, 3),
+            finished=time.time(),
+            outputs={k: a.to_json(self.run_dir) for k, a in recorded.items()},
+        )
+        rec.pop("error", None)
+        self._save()
+        self.outputs[stage.id] = recorded
+        self.statuses[stage.id] = "complete"
+        ctx = _context(stage, inputs, self.run_dir, out_dir, work_dir, self.plugins)
+        for name, art in recorded.items():
+            hook.plinth_artifact_written(ctx=ctx, name=name, artifact=art)
+        hook.plinth_stage_finished(run=self, stage=stage.id, status="complete", outputs=recorded)
+        self._log(f"stage {stage.id}: complete in {time.time() - t0:.1f}s -> {', '.join(recorded) or 'no outputs'}")
+
+    def _input_hash(self, stage: PlannedStage, inputs: dict[str, Any]) -> str:
+        h = hashlib.sha256()
+        for name in sorted(inputs):
+            arts = inputs[name] if isinstance(inputs[name], list) else [inputs[name]]
+            for art in arts:
+                digest = art.meta.get("hash") or content_hash(art.path)
+                h.update(f"{name}:{art.kind}:{digest}\n".encode())
+        return h.hexdigest()
+
+    def _launch(self, stage: PlannedStage, inputs: dict[str, Any], out_dir: Path, work_dir: Path, spec: Any) -> dict:
+        stage_dir = out_dir.parent
+        launch = {
+            "stage": stage.to_json(),
+            "inputs": {k: [a.to_json() for a in v] if isinstance(v, list) else v.to_json() for k, v in inputs.items()},
+            "run_dir": str(self.run_dir),
+            "out_dir": str(out_dir),
+            "work_dir": str(work_dir),
+        }
+        write_json_atomic(stage_dir / "launch.json", launch)
+        result_path = stage_dir / "result.json"
+        result_path.unlink(missing_ok=True)
+        port = spec.master_port or _free_port()
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run",
+            f"--nproc_per_node={spec.nproc_per_node}", f"--nnodes={spec.nnodes}", f"--node_rank={spec.node_rank}",
+            f"--master_addr={spec.master_addr}", f"--master_port={port}",
+            "-m", "plinth.worker", str(stage_dir / "launch.json"),
+        ]
+        self._log(f"stage {stage.id}: launching {spec.world_size} processes ({' '.join(cmd[2:7])})")
+        with open(stage_dir / "workers.log", "a", encoding="utf-8") as log:
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_worker_env())
+        if proc.returncode != 0:
+            tail = (stage_dir / "workers.log").read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise StageFailedError(
+                f"stage '{stage.id}': {spec.world_size} worker processes exited with code {proc.returncode}; "
+                f"log {stage_dir / 'workers.log'} ends:\n{tail}"
+            )
+        result = read_json(result_path)
+        if result is None:
+            raise StageFailedError(f"stage '{stage.id}': workers exited without writing {result_path}")
+        return {k: Artifact.from_json(v) for k, v in result["outputs"].items()}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _context(stage, inputs, run_dir, out_dir, work_dir, plugins) -> StageContext:
+    return StageContext(
+        run_dir=run_dir, stage=stage.id, output_dir=out_dir, work_dir=work_dir, inputs=inputs,
+        strategy=stage.strategy, round=stage.round, hook=plugins.hook, params=stage.params,
+    )
+
+
+def run_in_process(stage, inputs, run_dir, out_dir, work_dir, plugins) -> dict[str, Artifact]:
+    ctx = _context(stage, inputs, run_dir, out_dir, work_dir, plugins)
+    stage.strategy.setup(ctx)
+    return stage.component.run(ctx) or {}
+
+
+def _check_outputs(stage: PlannedStage, outputs: Any) -> None:
+    if not isinstance(outputs, dict) or not all(isinstance(v, Artifact) for v in outputs.values()):
+        raise StageFailedError(
+            f"stage '{stage.id}': component '{stage.component_name}' returned {type(outputs).__name__}; "
+            "it must return a dict of name -> plinth.Artifact"
+        )
+    for name, art in outputs.items():
+        if not art.path.exists():
+            raise StageFailedError(f"stage '{stage.id}': output '{name}' points to {art.path}, which does not exist")
+
+
+def describe_manifest(run_dir: Path) -> str:
+    """A short text summary of a run directory (used by `plinth run` at the end)."""
+    manifest = load_manifest(run_dir)
+    rows = [f"{sid}: {rec.get('status')} ({rec.get('component')}, {rec.get('seconds', 0):.1f}s)"
+            for sid, rec in manifest["stages"].items()]
+    return "\n".join(rows) if rows else json.dumps(manifest)
