@@ -58,7 +58,9 @@ InputSpec = InputValue | list[InputValue]
 class RunSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
-    dir: str | None = Field(None, description="run directory; default runs/<name> beside the pipeline file")
+    dir: str | None = Field(
+        None, description="run directory, relative to the pipeline file; default runs/<name> in the current directory"
+    )
 
 
 class RepeatSection(BaseModel):
@@ -213,7 +215,9 @@ def _format_validation(path: Path, where: str, exc: ValidationError) -> str:
         field_ = f"{where}.{loc}" if where and loc else (where or loc)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see the component's parameters with `plinth plugins`)"
+            msg = "unknown key"
+            if where.startswith("stages."):
+                msg += " (check the spelling; `plinth validate` lists each stage's component)"
         lines.append(f"{path}: {field_}: {msg}")
     return "\n".join(lines)
 

@@ -88,6 +88,8 @@ class PluginManager:
         self.plugins: list[PluginInfo] = []
         self.components: dict[str, dict[str, ComponentEntry]] = {slot: {} for slot in SLOTS}
         self.chat_backends: dict[str, ComponentEntry] = {}
+        #: (slot, name) claimed by two distributions -> the error; such a name is unusable until one goes.
+        self.conflicts: dict[tuple[str, str], str] = {}
 
     @property
     def hook(self) -> Any:
@@ -128,8 +130,6 @@ class PluginManager:
         info.hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
         try:
             self._collect(plugin, info)
-        except PluginError:
-            raise
         except Exception as exc:  # noqa: BLE001
             self.pm.unregister(plugin)
             self._failed(info, f"registering components failed: {type(exc).__name__}: {exc}", appended=True)
@@ -182,10 +182,16 @@ class PluginManager:
             )
         existing = self.components[slot].get(name)
         if existing is not None:
-            raise PluginError(
+            message = (
                 f"{slot} '{name}' is registered twice: by '{existing.plugin}' ({existing.distribution}) and by "
                 f"'{info.name}' ({info.distribution}). Uninstall one, or block one with PLINTH_DISABLE_PLUGINS."
             )
+            self.conflicts[(slot, name)] = message
+            info.error = "; ".join(filter(None, [info.error, message]))
+            if self.strict:
+                raise PluginError(message)
+            warnings.warn(f"plinth: {message}", stacklevel=2)
+            return
         self.components[slot][name] = ComponentEntry(name, slot, cls, info.name, info.distribution)
 
     def _add_backend(self, name: str, cls: type, info: PluginInfo) -> None:
@@ -202,6 +208,8 @@ class PluginManager:
         """The component class for `name` in `slot`, or an error listing what exists and the closest match."""
         if slot not in self.components:
             raise UnknownComponentError(_unknown("slot", slot, list(self.components)))
+        if (slot, name) in self.conflicts:
+            raise PluginError(self.conflicts[(slot, name)])
         entry = self.components[slot].get(name)
         if entry is None:
             raise UnknownComponentError(_unknown(slot, name, list(self.components[slot])))
