@@ -1,0 +1,168 @@
+"""The Merger components: thin adapters from a pipeline stage to `engine.merge` (mergekit-style method classes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from plinth import Artifact, ConfigError, Merger, StageContext
+
+from .config import DareConfig, LinearConfig, MergeConfig, TaskArithmeticConfig, TiesConfig
+
+
+def _label(art: Artifact) -> str:
+    meta = art.meta or {}
+    if meta.get("label"):
+        return str(meta["label"])
+    if meta.get("stage"):
+        return f"{meta['stage']}.{meta.get('output', 'model')}"
+    return Path(art.path).name
+
+
+def _keys(art: Artifact) -> set[str]:
+    meta = art.meta or {}
+    keys = {_label(art)}
+    for k in ("label", "stage"):
+        if meta.get(k):
+            keys.add(str(meta[k]))
+    return keys
+
+
+def per_model(value: Any, arts: list[Artifact], field: str, default: float, stage: str) -> list[float]:
+    """Expand a number / list / {label: value} table into one value per model, with errors naming the stage."""
+    n = len(arts)
+    if isinstance(value, (int, float)):
+        return [float(value)] * n
+    if isinstance(value, list):
+        if len(value) != n:
+            raise ConfigError(
+                f"stage '{stage}': `{field}` lists {len(value)} values but `models` has {n} "
+                f"({[_label(a) for a in arts]})"
+            )
+        return [float(v) for v in value]
+    known = [_keys(a) for a in arts]
+    for key in value:
+        if not any(key in ks for ks in known):
+            raise ConfigError(
+                f"stage '{stage}': `{field}` names '{key}', which is none of the models {[_label(a) for a in arts]}"
+            )
+    out = []
+    for a, ks in zip(arts, known):
+        hits = [k for k in value if k in ks]
+        if len(hits) > 1:
+            raise ConfigError(f"stage '{stage}': `{field}` gives model '{_label(a)}' twice ({hits})")
+        out.append(float(value[hits[0]]) if hits else default)
+    return out
+
+
+class _EngineMerger(Merger):
+    """Shared stage logic: resolve base and models, expand per-model values, run the streaming engine."""
+
+    merge_method: ClassVar[str] = ""
+    Config = MergeConfig
+    required_inputs = ("models",)
+
+    def _base(self, ctx: StageContext) -> tuple[Path | None, str]:
+        cfg = self.config
+        if "base" in ctx.inputs:
+            if cfg.base is not None:
+                raise ConfigError(f"stage '{ctx.stage}': base given both as an input and as `base = '{cfg.base}'`")
+            art = ctx.input("base", kind="model")
+            return Path(art.path), _label(art) if (art.meta or {}) else "base"
+        if cfg.base is None:
+            return None, "base"
+        try:
+            from plinth.hf import resolve_model
+        except ImportError:  # pragma: no cover - older core without plinth.hf
+            path = Path(cfg.base)
+            if not path.is_dir():
+                raise ConfigError(f"stage '{ctx.stage}': base '{cfg.base}' is not a folder") from None
+            return path, cfg.base
+        return Path(resolve_model(cfg.base)), cfg.base
+
+    def _engine_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def merge(self, ctx: StageContext) -> dict[str, Artifact]:
+        from .engine import ModelRef, merge
+
+        cfg = self.config
+        arts = ctx.input_list("models")
+        if not arts:
+            raise ConfigError(f"stage '{ctx.stage}': input `models` is empty; list the models to merge")
+        for a in arts:
+            if a.kind != "model":
+                raise ConfigError(f"stage '{ctx.stage}': input `models` holds a '{a.kind}' artifact ({a.path}), expected 'model'")
+        weights = per_model(cfg.weight, arts, "weight", 1.0, ctx.stage)
+        density_cfg = getattr(cfg, "density", 1.0)
+        densities = per_model(density_cfg, arts, "density", type(cfg).model_fields["density"].default
+                              if "density" in type(cfg).model_fields else 1.0, ctx.stage)
+        refs = [ModelRef(a.path, _label(a), w, d) for a, w, d in zip(arts, weights, densities)]
+        base, base_label = self._base(ctx)
+        out = ctx.output_dir / "model"
+        with ctx.progress(None, f"{self.merge_method} merge") as bar:
+            result = merge(
+                self.merge_method, refs, out, base,
+                normalize=cfg.normalize, dtype=cfg.dtype, include=cfg.include, copy=cfg.copy_,
+                vocab_mismatch=cfg.vocab_mismatch, allow_pickle=cfg.allow_pickle, files_from=cfg.files_from,
+                max_shard_size=cfg.max_shard_size, hash_inputs=cfg.hash_inputs, overwrite=True, base_label=base_label,
+                progress=lambda done, total, name: bar.update(1, tensor=name),
+                **self._engine_kwargs(),
+            )
+        rec = result.record
+        ctx.log_metrics({"merge/seconds": rec["seconds"], "merge/tensors_merged": rec["tensors"]["merged"],
+                         "merge/bytes_written": rec["output"]["total_size"]})
+        return {"model": ctx.artifact("model", "model", method=self.merge_method,
+                                      models=[r.label for r in refs], base=base_label if base else None)}
+
+
+class TaskArithmeticMerger(_EngineMerger):
+    """θ = θ_base + λ·Σ w_i (θ_i − θ_base)."""
+
+    merge_method = "task_arithmetic"
+    Config = TaskArithmeticConfig
+
+    def _engine_kwargs(self) -> dict[str, Any]:
+        return {"lambda_": self.config.lambda_}
+
+
+class TiesMerger(TaskArithmeticMerger):
+    """TIES-merging: trim, elect sign, disjoint mean (Yadav et al. 2023)."""
+
+    merge_method = "ties"
+    Config = TiesConfig
+
+    def _engine_kwargs(self) -> dict[str, Any]:
+        return {"lambda_": self.config.lambda_, "trim": self.config.trim}
+
+
+class DareTiesMerger(TaskArithmeticMerger):
+    """DARE drop-and-rescale, then TIES sign election and disjoint mean."""
+
+    merge_method = "dare_ties"
+    Config = DareConfig
+
+    def _engine_kwargs(self) -> dict[str, Any]:
+        return {"lambda_": self.config.lambda_, "seed": self.config.seed}
+
+
+class DareLinearMerger(DareTiesMerger):
+    """DARE drop-and-rescale, then a weighted sum of task vectors."""
+
+    merge_method = "dare_linear"
+
+
+class LinearMerger(_EngineMerger):
+    """Weighted average of the models' weights: the fusion of paper A's code."""
+
+    merge_method = "linear"
+    Config = LinearConfig
+
+
+MERGERS: dict[str, type[_EngineMerger]] = {
+    "ties": TiesMerger,
+    "dare_ties": DareTiesMerger,
+    "dare_linear": DareLinearMerger,
+    "task_arithmetic": TaskArithmeticMerger,
+    "linear": LinearMerger,
+}

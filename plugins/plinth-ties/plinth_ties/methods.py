@@ -1,0 +1,98 @@
+"""The merge equations, one tensor at a time (float32 torch tensors).
+
+Shared by the streaming engine and the in-memory reference, so both compute bit-identical results; the tests
+check these against independent dense implementations of the papers' equations.
+
+TIES (Yadav et al. 2023), with per-model weights applied before the sign election as mergekit does:
+    τ_i = θ_i − θ_base                       task vectors
+    τ̂_i = trim(τ_i, density_i)              keep entries with |τ| ≥ the k-th largest magnitude, k = ⌊density·n⌋
+    γ   = sign(Σ_i w_i τ̂_i)                 elected sign
+    τ_m = Σ_{i: sign(w_i τ̂_i) = γ} w_i τ̂_i / Σ_{i: ...} w_i     disjoint (weighted) mean; zeros never agree
+    θ   = θ_base + λ τ_m
+With every w_i = 1 this is the paper's disjoint mean. DARE (Yu et al. 2023) replaces the trim with a random drop
+of each entry with probability 1 − density and a rescale of the survivors by 1/density.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Sequence
+
+
+def keep_count(n: int, density: float) -> int:
+    """How many entries of `n` a trim at `density` keeps: ⌊density·n⌋ (mergekit's rule), at least 1."""
+    return max(1, min(n, math.floor(density * n + 1e-9)))
+
+
+def magnitude_threshold(delta: Any, density: float) -> float:
+    """The k-th largest |delta| (k = keep_count): entries at or above it survive the trim."""
+    import torch
+
+    flat = delta.abs().reshape(-1)
+    n = flat.numel()
+    if n == 0 or density >= 1.0:
+        return 0.0
+    k = keep_count(n, density)
+    return float(torch.kthvalue(flat, n - k + 1).values)
+
+
+def trim_(delta: Any, threshold: float) -> Any:
+    """Zero, in place, every entry with |delta| below `threshold`."""
+    if threshold > 0.0:
+        delta.masked_fill_(delta.abs() < threshold, 0.0)
+    return delta
+
+
+def dare_seed(seed: int, model_index: int, tensor_name: str) -> int:
+    """A per-(model, tensor) seed, so DARE's drop mask is the same whatever order tensors are visited in."""
+    digest = hashlib.sha256(f"{seed}:{model_index}:{tensor_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def dare_(delta: Any, density: float, seed: int) -> Any:
+    """Drop each entry with probability 1 − density and rescale survivors by 1/density, in place."""
+    import torch
+
+    if density >= 1.0:
+        return delta
+    g = torch.Generator().manual_seed(seed)
+    drop = torch.rand(delta.shape, generator=g) >= density
+    delta.masked_fill_(drop, 0.0)
+    delta.mul_(1.0 / density)
+    return delta
+
+
+def combine(deltas: Sequence[Any], weights: Sequence[float], sign_consensus: bool, normalize: bool) -> Any:
+    """Mix (already sparsified) deltas into one; mutates `deltas` (scaled by their weights) to save memory.
+
+    Without consensus: Σ w_i δ_i (÷ Σ w_i when normalize). With consensus (TIES): keep only entries whose
+    weighted sign agrees with sign(Σ w_i δ_i); normalize divides each entry by the weights that agreed there."""
+    import torch
+
+    if not sign_consensus:
+        mixed = torch.zeros_like(deltas[0])
+        for d, w in zip(deltas, weights):
+            mixed.add_(d, alpha=w)
+        if normalize:
+            total = float(sum(weights))
+            if abs(total) > 1e-8:
+                mixed.div_(total)
+        return mixed
+    for d, w in zip(deltas, weights):
+        d.mul_(w)
+    sign = torch.zeros_like(deltas[0])
+    for d in deltas:
+        sign.add_(d)
+    sign.sign_()
+    mixed = torch.zeros_like(deltas[0])
+    divisor = torch.zeros_like(deltas[0]) if normalize else None
+    for d, w in zip(deltas, weights):
+        agree = torch.sign(d) == sign
+        mixed.add_(d.masked_fill_(~agree, 0.0))
+        if divisor is not None:
+            divisor.add_(agree, alpha=w)
+    if divisor is not None:
+        divisor.masked_fill_(divisor.abs() < 1e-8, 1.0)
+        mixed.div_(divisor)
+    return mixed
