@@ -36,7 +36,7 @@ def use_fixture_plugins(monkeypatch):
     plugins.reset()
 
 
-def plinth_cmd(*args: str, cwd: Path | str | None = None, env: dict | None = None, timeout: float = 300):
+def run_plinth(*args: str, cwd: Path | str | None = None, env: dict | None = None, timeout: float = 300):
     """Run the real `plinth` console script in a subprocess."""
     import subprocess
 
@@ -44,3 +44,9 @@ def plinth_cmd(*args: str, cwd: Path | str | None = None, env: dict | None = Non
     full_env.update(env or {})
     exe = Path(sys.executable).parent / "plinth"
     return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def plinth_cmd():
+    """`plinth_cmd("run", "p.toml", cwd=...)` runs the real console script and returns the CompletedProcess."""
+    return run_plinth

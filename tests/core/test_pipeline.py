@@ -6,7 +6,6 @@ from plinth.errors import ConfigError
 from plinth.pipeline import build_plan
 from plinth.registry import Registry, load_registry
 
-from ..conftest import plinth_cmd
 
 GOOD = """
 [run]
@@ -119,7 +118,7 @@ feed = { "train.dataset" = "data.dataset" }
     assert p.stage("eval").inputs["models"] == [("ref", "train@3", "checkpoint")]  # after the group: last round
 
 
-def test_cli_validate(tmp_path, use_fixture_plugins):
+def test_cli_validate(tmp_path, use_fixture_plugins, plinth_cmd):
     use_fixture_plugins("good")
     (tmp_path / "registry.toml").write_text('[defaults]\ntrainer = "summer"\n')
     (tmp_path / "p.toml").write_text(GOOD)
@@ -128,6 +127,6 @@ def test_cli_validate(tmp_path, use_fixture_plugins):
     assert "valid — 2 stage(s)" in res.stdout and "train: trainer 'summer'" in res.stdout
     res = plinth_cmd("validate", "p.toml", "--set", "train.steps=-1", cwd=tmp_path)
     assert res.returncode == 2 and "p.toml: stages.train.steps" in res.stderr
-    (tmp_path / "registry.toml").write_text('[plugins]\nrequired = ["plinth-kto>=0.1"]\n')
+    (tmp_path / "registry.toml").write_text('[plugins]\nrequired = ["plinth-nonexistent>=0.1"]\n')
     res = plinth_cmd("validate", "p.toml", cwd=tmp_path)
-    assert res.returncode == 2 and "plinth-kto>=0.1 is not installed" in res.stderr
+    assert res.returncode == 2 and "plinth-nonexistent>=0.1 is not installed" in res.stderr

@@ -6,7 +6,6 @@ import pytest
 
 from plinth.errors import PluginError, UnknownComponentError
 
-from ..conftest import plinth_cmd
 
 
 def test_fixture_plugin_discovered_by_entry_point(use_fixture_plugins):
@@ -72,7 +71,7 @@ def test_unknown_component_says_did_you_mean(use_fixture_plugins):
         pm.get("trainer", "sumer")
 
 
-def test_cli_plugins_json_and_broken_plugin_still_listed(use_fixture_plugins):
+def test_cli_plugins_json_and_broken_plugin_still_listed(use_fixture_plugins, plinth_cmd):
     use_fixture_plugins("good", "broken")
     res = plinth_cmd("--strict-plugins", "plugins", "--json")
     assert res.returncode == 0, res.stderr  # repair commands work even in strict mode

@@ -7,7 +7,6 @@ import pytest
 from plinth.errors import ConfigError
 from plinth.registry import check_required, load_registry, set_default
 
-from ..conftest import plinth_cmd
 
 
 def write(path, text):
@@ -61,7 +60,7 @@ def test_set_keeps_comments(tmp_path):
     assert load_registry(path).defaults == {"trainer": "kto", "merger": "ties"}
 
 
-def test_cli_registry_show_and_set(use_fixture_plugins, tmp_path):
+def test_cli_registry_show_and_set(use_fixture_plugins, tmp_path, plinth_cmd):
     use_fixture_plugins("good")
     write(tmp_path / "registry.toml", '[defaults]\ntrainer = "summer"  # keep me\n')
     res = plinth_cmd("registry", "--json", cwd=tmp_path)

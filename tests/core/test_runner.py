@@ -16,7 +16,6 @@ from plinth.registry import Registry
 from plinth.rundir import RunLock, load_manifest
 from plinth.runner import Run
 
-from ..conftest import plinth_cmd
 
 PIPE = """
 [run]
@@ -104,7 +103,7 @@ def test_two_runs_cannot_share_a_run_directory(tmp_path, pm):
             run(tmp_path, pm)
 
 
-def test_kill_9_mid_stage_then_resume(tmp_path, use_fixture_plugins):
+def test_kill_9_mid_stage_then_resume(tmp_path, use_fixture_plugins, plinth_cmd):
     use_fixture_plugins("good")
     (tmp_path / "p.toml").write_text(PIPE.replace("steps = 3", "steps = 12\nsleep = 0.25"))
     proc = subprocess.Popen(
@@ -150,7 +149,7 @@ def test_repeat_rounds_run_end_to_end(tmp_path, pm):
     assert json.loads((run_dir / "stages/eval/out/metrics.json").read_text()) == {"train@2": 18.0}
 
 
-def test_multi_process_stage_through_torchrun(tmp_path, use_fixture_plugins):
+def test_multi_process_stage_through_torchrun(tmp_path, use_fixture_plugins, plinth_cmd):
     use_fixture_plugins("good")
     (tmp_path / "p.toml").write_text(
         '[stages.ar]\nslot = "trainer"\ncomponent = "allreduce"\nvalue = 2.0\n'
