@@ -1,0 +1,107 @@
+"""The `kto` trainer: validates unpaired preference data, balances the classes, runs trl's KTOTrainer.
+
+Inputs: `dataset` (rows {prompt, completion, label}), optional `model` (e.g. "sft.model" for SFT -> KTO),
+optional `eval_dataset`. Outputs: `model` (HF folder) and `metrics` (final metrics incl. rewards and KL)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from plinth import Artifact, ConfigError, StageContext, Trainer
+from plinth import training as T
+
+from .kto_config import HIGH, LOW, KTOConfig, auto_weights, weighted_ratio
+
+log = logging.getLogger("plinth.kto")
+
+
+class KTOTrainer(Trainer):
+    Config = KTOConfig
+    required_inputs = ("dataset",)
+
+    def prepare(self, ctx: StageContext) -> dict[str, Any]:
+        """Data checks, class weights, model resolution and length policy: all before any weights load."""
+        cfg: KTOConfig = self.config
+        rows, source = T.load_rows(ctx.input("dataset", kind="dataset"))
+        n_good, n_bad = T.check_kto_rows(rows, source)
+        if cfg.desirable_weight == "auto":
+            lam_d, lam_u, why = auto_weights(n_good, n_bad, cfg.undesirable_weight)
+            log.warning("stage '%s': %s", ctx.stage, why)
+        else:
+            lam_d, lam_u = float(cfg.desirable_weight), cfg.undesirable_weight
+            why = "set by the config"
+            r = weighted_ratio(n_good, n_bad, lam_d, lam_u)
+            if not LOW <= r <= HIGH:
+                log.warning(
+                    "stage '%s': weighted desirable/undesirable ratio %.3g is outside [1, 4/3] "
+                    "(%d desirable, %d undesirable); set desirable_weight = \"auto\" to balance",
+                    ctx.stage, r, n_good, n_bad,
+                )
+        eval_rows = None
+        if "eval_dataset" in ctx.inputs:
+            eval_rows, eval_source = T.load_rows(ctx.input("eval_dataset", kind="dataset"))
+            T.check_kto_rows(eval_rows, eval_source)
+        if cfg.eval_steps and eval_rows is None:
+            raise ConfigError(f"stage '{ctx.stage}': eval_steps is set but no `eval_dataset` input is wired")
+        if cfg.apply_chat_template:
+            rows = T.to_conversational(rows)
+            eval_rows = T.to_conversational(eval_rows) if eval_rows else None
+        if cfg.shuffle:
+            random.Random(cfg.seed).shuffle(rows)
+        rows = [{"prompt": r["prompt"], "completion": r["completion"], "label": r["label"]} for r in rows]
+        model_path, label = T.starting_model(cfg, ctx)
+        from plinth.hf import load_tokenizer
+
+        tokenizer = load_tokenizer(model_path, cfg.chat_template)
+        rows, report = T.apply_length_policy(rows, tokenizer, cfg, source)
+        if len(rows) < cfg.batch_size:
+            raise ConfigError(
+                f"stage '{ctx.stage}': {len(rows)} usable rows in {source}, fewer than batch_size={cfg.batch_size}"
+            )
+        report.update({
+            "data/desirable": n_good, "data/undesirable": n_bad,
+            "desirable_weight": lam_d, "undesirable_weight": lam_u,
+        })
+        return dict(rows=rows, eval_rows=eval_rows, model_path=model_path, label=label, tokenizer=tokenizer,
+                    report=report, weights_reason=why, lam_d=lam_d, lam_u=lam_u)
+
+    def callbacks(self, ctx: StageContext) -> list[Any]:
+        """Trainer callbacks; subclasses (and tests) may add their own."""
+        return [T.PlinthCallback(ctx, "kto")]
+
+    def train(self, ctx: StageContext) -> dict[str, Artifact]:
+        cfg: KTOConfig = self.config
+        prep = self.prepare(ctx)
+        ctx.log_metrics(prep["report"], step=0)
+
+        import trl
+        from datasets import Dataset
+
+        args = T.build_training_arguments(
+            cfg, ctx, trl.KTOConfig,
+            max_length=cfg.max_length,
+            beta=cfg.beta,
+            desirable_weight=prep["lam_d"],
+            undesirable_weight=prep["lam_u"],
+            loss_type=cfg.loss_type,
+            precompute_ref_log_probs=cfg.reference == "precompute",
+        )
+        model = T.load_model_for_training(prep["model_path"], cfg)
+        trainer = trl.KTOTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(prep["rows"]),
+            eval_dataset=Dataset.from_list(prep["eval_rows"]) if prep["eval_rows"] else None,
+            processing_class=prep["tokenizer"],
+            peft_config=T.peft_config(cfg),
+            callbacks=self.callbacks(ctx),
+        )
+        T.train_with_resume(trainer, cfg, ctx)
+        model_art = T.save_trained_model(trainer, prep["tokenizer"], cfg, ctx, base=prep["label"], method="kto")
+        metrics = {**T.final_metrics(trainer), **prep["report"], "base_model": prep["label"],
+                   "weights_reason": prep["weights_reason"]}
+        if ctx.is_main:
+            T.write_json(ctx.output_dir / "metrics.json", metrics)
+        return {"model": model_art, "metrics": ctx.artifact("metrics", "metrics.json")}
