@@ -1,0 +1,69 @@
+"""reasoning-gym tasks: offline seed prompts with exact answers, the oracle teacher, and a verifier.
+
+Entries are regenerated from (task, size, seed) — reasoning-gym is deterministic — so items carry only
+(task, index) and a verifier can be rebuilt in any process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from plinth.errors import ConfigError
+
+from .answers import extract_answer
+from .items import Item
+
+
+@lru_cache(maxsize=64)
+def _dataset(task: str, size: int, seed: int) -> Any:
+    import reasoning_gym
+
+    try:
+        return reasoning_gym.create_dataset(task, size=size, seed=seed)
+    except Exception as exc:  # noqa: BLE001 - reasoning-gym raises various errors for unknown names
+        raise ConfigError(f"teacher: seeds.tasks: reasoning-gym cannot build task {task!r}: {exc}") from exc
+
+
+def gym_items(tasks: list[str], size: int, seed: int) -> list[Item]:
+    """`size` prompts per task, interleaved across tasks so any prefix covers them all."""
+    per_task = []
+    for t_i, task in enumerate(tasks):
+        ds = _dataset(task, size, seed + t_i)
+        rows = []
+        for i in range(size):
+            entry = ds[i]
+            meta = {"task": task, "index": i, "size": size, "seed": seed + t_i}
+            cot = entry.get("metadata", {}).get("answer_cot")
+            if cot:
+                meta["answer_cot"] = cot
+            rows.append(Item(id=f"gym:{task}:{seed + t_i}:{i}", prompt=entry["question"], source="gym", group=task,
+                             reference=str(entry["answer"]), verifier="gym", meta=meta))
+        per_task.append(rows)
+    out = []
+    for i in range(size):
+        for rows in per_task:
+            out.append(rows[i])
+    return out
+
+
+def gym_verify(item: Item, response: str) -> bool:
+    """reasoning-gym's exact scorer on the response's extracted final answer (score 1.0 = correct)."""
+    m = item.meta
+    ds = _dataset(m["task"], m["size"], m["seed"])
+    entry = ds[m["index"]]
+    answer = extract_answer(response)
+    if answer is None:
+        return False
+    try:
+        return float(ds.score_answer(answer, entry)) >= 1.0
+    except Exception:  # noqa: BLE001 - a scorer that chokes on odd text means "not correct"
+        return False
+
+
+def oracle_answer(item: Item, with_reasoning: bool = True) -> str:
+    """The oracle teacher's answer: reasoning-gym's worked solution when it has one, ending in `Answer: x`."""
+    cot = item.meta.get("answer_cot") if with_reasoning else None
+    if cot:
+        body = cot.split("####")[0].rstrip()
+        return f"{body}\nAnswer: {item.reference}"
+    return f"Answer: {item.reference}"

@@ -1,0 +1,51 @@
+"""Exact verifiers: reasoning-gym scorers, reference-answer matching, HumanEval unit tests in a subprocess.
+
+`verify(item, response)` returns True/False, or None when the item has no verifier (then the judge decides)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+from .answers import answers_match, extract_answer
+from .gym import gym_verify
+from .items import Item
+
+
+def verify(item: Item, response: str, timeout: float = 10.0) -> bool | None:
+    if item.verifier == "gym":
+        return gym_verify(item, response)
+    if item.verifier == "match":
+        return answers_match(extract_answer(response), item.reference)
+    if item.verifier == "humaneval":
+        return humaneval_passes(item, response, timeout)
+    return None
+
+
+def extract_code(response: str) -> str:
+    blocks = re.findall(r"```(?:python|py)?\s*\n(.*?)```", response, re.DOTALL)
+    return max(blocks, key=len) if blocks else response
+
+
+def humaneval_passes(item: Item, response: str, timeout: float = 10.0) -> bool:
+    """Run the problem's tests against the response's code in a separate Python process with a time limit.
+
+    The candidate is the full function if the response defines `entry_point`, else the prompt + the body."""
+    m = item.meta
+    code = extract_code(response)
+    if not re.search(rf"def\s+{re.escape(m['entry_point'])}\s*\(", code):
+        code = m["code_prompt"] + code
+    program = f"{code}\n\n{m['test']}\n\ncheck({m['entry_point']})\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "candidate.py")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(program)
+        try:
+            proc = subprocess.run([sys.executable, "-I", path], cwd=tmp, capture_output=True, timeout=timeout,
+                                  env={"PATH": os.environ.get("PATH", "")})
+        except subprocess.TimeoutExpired:
+            return False
+    return proc.returncode == 0
