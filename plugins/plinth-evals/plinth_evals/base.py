@@ -1,0 +1,76 @@
+"""What every model-running evaluator shares: the common config keys and the per-model loop.
+
+A subclass implements `prepare(ctx)` (read and check the task — before any model loads) and
+`evaluate_model(model, prepared, ref, ctx)` -> (metrics, samples). The base loads each model in turn, writes
+samples/<label>.jsonl and metrics.json (schema in results.py) and frees the model before the next one.
+"""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from plinth import Artifact, ComponentConfig, Evaluator, StageContext
+
+from .lm import EvalModel
+from .results import Metric, MetricsWriter, ModelRef, collect_models
+
+
+class ModelEvalConfig(ComponentConfig):
+    task_name: str | None = Field(None, description="name used in metric names (default: the task file's stem)")
+    baseline: str | None = Field(
+        None, description="baseline model alias or folder (alternative to a `baseline` input artifact)"
+    )
+    baseline_label: str = Field("baseline", description="label of the baseline in tables")
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N items (quick checks)")
+    batch_size: int = Field(16, ge=1, description="prompts per forward/generate call")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="weights dtype (auto: by hardware)")
+    device: str = Field("auto", description="'auto' (GPU if present), 'cpu', 'cuda', 'cuda:1', ...")
+
+
+class ModelEvaluator(Evaluator):
+    """Base for evaluators that load each model and score it on one task."""
+
+    name = "evaluator"
+    require_baseline = False
+    Config = ModelEvalConfig
+
+    def task_name(self, default_path: str | Path | None) -> str:
+        if self.config.task_name:
+            return self.config.task_name
+        if default_path:
+            stem = Path(default_path).name
+            for suffix in (".gz", ".jsonl", ".json", ".csv", ".tsv", ".txt"):
+                stem = stem.removesuffix(suffix)
+            return stem
+        return self.name
+
+    def prepare(self, ctx: StageContext) -> Any:
+        raise NotImplementedError
+
+    def evaluate_model(
+        self, model: EvalModel, prepared: Any, ref: ModelRef, ctx: StageContext
+    ) -> tuple[dict[str, Metric], list[dict[str, Any]]]:
+        raise NotImplementedError
+
+    def task(self, prepared: Any) -> str:
+        return getattr(prepared, "task", self.name)
+
+    def evaluate(self, ctx: StageContext) -> dict[str, Artifact]:
+        refs = collect_models(ctx, self.config.baseline, self.config.baseline_label, self.require_baseline)
+        prepared = self.prepare(ctx)  # reads and checks the task before any model loads
+        writer = MetricsWriter(ctx, self.name, self.task(prepared))
+        for ref in refs:
+            model = EvalModel(ref.path, dtype=self.config.dtype, device=self.config.device,
+                              batch_size=self.config.batch_size)
+            try:
+                metrics, samples = self.evaluate_model(model, prepared, ref, ctx)
+            finally:
+                model.close()
+                del model
+                gc.collect()
+            writer.add(ref, metrics, samples)
+        return writer.finish()

@@ -1,0 +1,187 @@
+"""`multiple-choice`: pick the option with the highest log-likelihood (MMLU / CMMLU / C-Eval layouts).
+
+Two scorings, as in lm-evaluation-harness:
+- `letter` (default, MMLU style): options are listed in the prompt, and the model scores " A", " B", ...
+  after "Answer:" — one short continuation per option;
+- `text`: the option texts themselves are scored as continuations; `acc_norm` divides by their length in
+  characters so long options are not penalised.
+Zero-shot by default; `few_shot` examples come from `dev_file` (MMLU/C-Eval ship a dev split) or the first rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from plinth import ConfigError, StageContext
+
+from .base import ModelEvalConfig, ModelEvaluator
+from .lm import EvalModel
+from .results import Metric, ModelRef, proportion
+from .tasks import field_of, read_rows
+
+LETTERS = "ABCDEFGHIJ"
+
+
+class MultipleChoiceConfig(ModelEvalConfig):
+    task_file: str = Field(..., description="JSONL/JSON (question, choices list or A..D, answer) or CSV (MMLU "
+                                            "header-less, C-Eval/CMMLU with header)")
+    dev_file: str | None = Field(None, description="few-shot examples file (default: the first rows of task_file)")
+    few_shot: int = Field(0, ge=0, description="worked examples before each question (0 = zero-shot)")
+    subject: str | None = Field(None, description="subject for the MMLU header 'The following are multiple choice "
+                                                  "questions (with answers) about {subject}.'")
+    score: Literal["letter", "text"] = Field("letter", description="score option letters or option texts")
+    chat_template: bool = Field(False, description="wrap the prompt in the model's chat template (paper: C-Eval / "
+                                                   "CMMLU zero-shot chat prompt)")
+    system_prompt: str | None = Field(None, description="system message when chat_template is on")
+    question_field: list[str] = Field(["question", "Question", "prompt"], description="question field names")
+    choices_field: str = Field("choices", description="field holding a list of options (else columns A, B, C, ...)")
+    answer_field: list[str] = Field(["answer", "Answer", "label"], description="answer: letter, 0-based index or "
+                                                                              "the option text")
+
+
+@dataclass
+class Item:
+    id: Any
+    question: str
+    choices: list[str]
+    answer: int
+
+
+@dataclass
+class Prepared:
+    task: str
+    items: list[Item]
+    shots: list[Item] = field(default_factory=list)
+
+
+class MultipleChoice(ModelEvaluator):
+    """Log-likelihood accuracy on multiple-choice questions."""
+
+    name = "multiple-choice"
+    Config = MultipleChoiceConfig
+
+    def prepare(self, ctx: StageContext) -> Prepared:
+        c = self.config
+        path = Path(c.task_file)
+        rows = read_rows(path)
+        items = [self._item(r, i, path) for i, r in enumerate(rows)]
+        shots: list[Item] = []
+        if c.few_shot:
+            if c.dev_file:
+                dev = [self._item(r, i, c.dev_file) for i, r in enumerate(read_rows(c.dev_file, "dev file"))]
+                src = c.dev_file
+            else:
+                dev, items, src = items[: c.few_shot], items[c.few_shot :], str(path)
+            if len(dev) < c.few_shot:
+                raise ConfigError(f"few_shot = {c.few_shot} but {src} has only {len(dev)} rows")
+            shots = dev[: c.few_shot]
+        if c.limit:
+            items = items[: c.limit]
+        if not items:
+            raise ConfigError(f"task file {path}: no questions to evaluate")
+        return Prepared(task=self.task_name(path), items=items, shots=shots)
+
+    def _item(self, row: dict[str, Any], index: int, path: Path | str) -> Item:
+        c = self.config
+        question = str(field_of(row, c.question_field, path, "question"))
+        where = f"task file {path}, line {row.get('_line', index + 1)}"
+        if c.choices_field in row:
+            choices = row[c.choices_field]
+            if not isinstance(choices, list) or len(choices) < 2:
+                raise ConfigError(f"{where}: field '{c.choices_field}' must be a list of at least 2 options")
+            choices = [str(x) for x in choices]
+        else:
+            lower = {k.lower(): k for k in row}
+            choices = []
+            for letter in LETTERS:
+                key = lower.get(letter.lower())
+                if key is None:
+                    break
+                choices.append(str(row[key]))
+            if len(choices) < 2:
+                raise ConfigError(f"{where}: no options — give a '{c.choices_field}' list or columns A, B, C, ...")
+        raw = field_of(row, c.answer_field, path, "answer")
+        answer = _answer_index(raw, choices)
+        if answer is None:
+            raise ConfigError(f"{where}: answer {raw!r} is neither a letter A-{LETTERS[len(choices) - 1]}, "
+                              f"an index 0-{len(choices) - 1}, nor one of the options")
+        return Item(id=row.get("id", index), question=question, choices=choices, answer=answer)
+
+    # -- prompts ----------------------------------------------------------------------------------------
+    def _block(self, item: Item, with_answer: bool) -> str:
+        text = item.question.strip() + "\n"
+        if self.config.score == "letter":
+            text += "".join(f"{LETTERS[i]}. {opt}\n" for i, opt in enumerate(item.choices))
+        text += "Answer:"
+        if with_answer:
+            text += " " + (LETTERS[item.answer] if self.config.score == "letter" else item.choices[item.answer])
+        return text
+
+    def context(self, model: EvalModel, item: Item, shots: list[Item]) -> str:
+        c = self.config
+        header = ""
+        if c.subject:
+            header = f"The following are multiple choice questions (with answers) about {c.subject}.\n\n"
+        body = header + "".join(self._block(s, True) + "\n\n" for s in shots) + self._block(item, False)
+        if c.chat_template:
+            messages = []
+            if c.system_prompt:
+                messages.append({"role": "system", "content": c.system_prompt})
+            messages.append({"role": "user", "content": body})
+            return model.format_chat(messages)
+        return body
+
+    def continuations(self, item: Item) -> list[str]:
+        if self.config.score == "letter":
+            prefix = "" if self.config.chat_template else " "
+            return [prefix + LETTERS[i] for i in range(len(item.choices))]
+        return [" " + opt for opt in item.choices]
+
+    # -- scoring ----------------------------------------------------------------------------------------
+    def evaluate_model(self, model: EvalModel, prepared: Prepared, ref: ModelRef, ctx: StageContext
+                       ) -> tuple[dict[str, Metric], list[dict[str, Any]]]:
+        pairs, owners = [], []
+        for k, item in enumerate(prepared.items):
+            ctx_text = self.context(model, item, prepared.shots)
+            for cont in self.continuations(item):
+                pairs.append((ctx_text, cont))
+                owners.append(k)
+        with ctx.progress(len(pairs), f"{self.name} {prepared.task} [{ref.label}]") as p:
+            scored = model.loglikelihood(pairs, progress=p)
+        per_item: list[list[float]] = [[] for _ in prepared.items]
+        for k, (pair, (ll, _ntok, _greedy)) in zip(owners, zip(pairs, scored)):
+            per_item[k].append(ll)
+        acc, acc_norm, samples = [], [], []
+        for item, lls in zip(prepared.items, per_item):
+            conts = self.continuations(item)
+            pred = max(range(len(lls)), key=lambda i: lls[i])
+            norm = [ll / max(1, len(cont.strip())) for ll, cont in zip(lls, conts)]
+            pred_norm = max(range(len(norm)), key=lambda i: norm[i])
+            acc.append(1.0 if pred == item.answer else 0.0)
+            acc_norm.append(1.0 if pred_norm == item.answer else 0.0)
+            samples.append({"id": item.id, "question": item.question, "choices": item.choices,
+                            "answer": LETTERS[item.answer], "predicted": LETTERS[pred],
+                            "loglikelihoods": [round(x, 4) for x in lls], "correct": pred == item.answer})
+        metrics = {"accuracy": proportion(acc)}
+        if self.config.score == "text":
+            metrics["accuracy_norm"] = proportion(acc_norm)
+        return metrics, samples
+
+
+def _answer_index(raw: Any, choices: list[str]) -> int | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw if 0 <= raw < len(choices) else None
+    text = str(raw).strip()
+    if len(text) == 1 and text.upper() in LETTERS[: len(choices)]:
+        return LETTERS.index(text.upper())
+    if text.isdigit() and int(text) < len(choices):
+        return int(text)
+    if text in choices:
+        return choices.index(text)
+    return None
