@@ -4,7 +4,9 @@ Plugins implement any of these with `@plinth.hookimpl` and expose the module (or
 `plinth` entry-point group. Like pytest, an implementation may accept fewer arguments than the spec offers,
 so specs can grow without breaking plugins.
 
-Slot hooks hand the plugin a `register(name, component_class)` callback. Event hooks observe runs.
+Slot hooks hand the plugin a `register(name, component)` callback; `component` is the class, or better a lazy
+reference "package.module:ClassName" that plinth imports only when a pipeline uses it (so `plinth --help` and
+`plinth plugins` never pay for a plugin's imports). Event hooks observe runs.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 hookspec = pluggy.HookspecMarker("plinth")
 hookimpl = pluggy.HookimplMarker("plinth")
 
-Register = Callable[[str, "type[Component]"], None]
+Register = Callable[[str, "type[Component] | str"], None]
 
 
 # -- slots ------------------------------------------------------------------------------------------------

@@ -60,11 +60,31 @@ class PluginInfo:
 
 @dataclass
 class ComponentEntry:
+    """A registered component. `target` is the class, or a lazy "module:Class" reference imported on first use,
+    so that listing plugins and `plinth --help` never import a plugin's heavy modules."""
+
     name: str
     slot: str
-    cls: type
+    target: type | str
     plugin: str
     distribution: str
+
+    @property
+    def cls(self) -> type:
+        if isinstance(self.target, str):
+            import importlib
+
+            module, _, attr = self.target.partition(":")
+            try:
+                obj = getattr(importlib.import_module(module), attr)
+            except Exception as exc:  # noqa: BLE001 - report whose reference broke
+                raise PluginError(
+                    f"{self.slot} '{self.name}' from plugin '{self.plugin}' ({self.distribution}): cannot import "
+                    f"{self.target}: {type(exc).__name__}: {exc}"
+                ) from exc
+            _check_class(self.slot, self.name, obj, self.plugin, self.distribution)
+            self.target = obj
+        return self.target
 
 
 def _env_list(name: str) -> set[str] | None:
@@ -173,13 +193,15 @@ class PluginManager:
             if names:
                 info.components["chat_backend"] = sorted(names)
 
-    def _add_component(self, slot: str, name: str, cls: type, info: PluginInfo) -> None:
-        base = SLOTS[slot]
-        if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise PluginError(
-                f"plugin '{info.name}' ({info.distribution}) registered {slot} '{name}' as {cls!r}, "
-                f"which is not a subclass of plinth.{base.__name__}"
-            )
+    def _add_component(self, slot: str, name: str, cls: type | str, info: PluginInfo) -> None:
+        if isinstance(cls, str):
+            if ":" not in cls:
+                raise PluginError(
+                    f"plugin '{info.name}' ({info.distribution}) registered {slot} '{name}' as {cls!r}; "
+                    "a lazy reference must read 'package.module:ClassName'"
+                )
+        else:
+            _check_class(slot, name, cls, info.name, info.distribution)
         existing = self.components[slot].get(name)
         if existing is not None:
             message = (
@@ -194,7 +216,9 @@ class PluginManager:
             return
         self.components[slot][name] = ComponentEntry(name, slot, cls, info.name, info.distribution)
 
-    def _add_backend(self, name: str, cls: type, info: PluginInfo) -> None:
+    def _add_backend(self, name: str, cls: type | str, info: PluginInfo) -> None:
+        if not isinstance(cls, str):
+            _check_class("chat_backend", name, cls, info.name, info.distribution)
         existing = self.chat_backends.get(name)
         if existing is not None:
             raise PluginError(
@@ -227,6 +251,17 @@ class PluginManager:
 
     def errors(self) -> list[PluginInfo]:
         return [p for p in self.plugins if p.error]
+
+
+def _check_class(slot: str, name: str, cls: Any, plugin: str, distribution: str) -> None:
+    from .chat import ChatBackend
+
+    base = SLOTS.get(slot, ChatBackend)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise PluginError(
+            f"plugin '{plugin}' ({distribution}) registered {slot} '{name}' as {cls!r}, "
+            f"which is not a subclass of plinth.{base.__name__}"
+        )
 
 
 def _unknown(what: str, name: str, available: list[str]) -> str:

@@ -12,7 +12,9 @@ def test_fixture_plugin_discovered_by_entry_point(use_fixture_plugins):
     pm = use_fixture_plugins("good")
     info = next(p for p in pm.plugins if p.name == "fixture-good")
     assert info.distribution == "plinth_fixture_good" and info.version == "0.3.0"
-    assert info.components == {"generator": ["numbers"], "trainer": ["allreduce", "summer"], "evaluator": ["score"]}
+    assert info.components == {
+        "generator": ["numbers"], "trainer": ["allreduce", "summer"], "merger": ["lazy-merge"], "evaluator": ["score"]
+    }
     assert "plinth_stage_finished" in info.hooks
     assert pm.get("trainer", "summer").__name__ == "Summer"
     # the core's own components are always there
@@ -81,3 +83,14 @@ def test_cli_plugins_json_and_broken_plugin_still_listed(use_fixture_plugins, pl
     # a command that runs work refuses in strict mode
     res = plinth_cmd("--strict-plugins", "registry")
     assert res.returncode == 2 and "fixture-broken" in res.stderr
+
+
+def test_lazy_references_import_on_first_use(use_fixture_plugins):
+    import sys
+
+    pm = use_fixture_plugins("good")
+    sys.modules.pop("fixture_good_lazy", None)
+    assert "lazy-merge" in pm.components["merger"]
+    assert "fixture_good_lazy" not in sys.modules  # listing never imports it
+    assert pm.get("merger", "lazy-merge").__name__ == "LazyMerge"
+    assert "fixture_good_lazy" in sys.modules
