@@ -26,8 +26,3 @@ def ctx(tmp_path):
 
     return make_context(tmp_path / "run", stage="data")
 
-
-def openai_teacher(srv, **kw):
-    cfg = {"base_url": srv.base_url, "model": "rule", "concurrency": 4, "backoff": 0.01, "timeout": 5}
-    cfg.update(kw)
-    return cfg
