@@ -46,6 +46,12 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_registry)
 
+    p = sub.add_parser("describe", help="show a component's parameters (types, defaults, descriptions)")
+    p.add_argument("slot", choices=["generator", "trainer", "merger", "evaluator", "strategy"])
+    p.add_argument("name", help="component name, e.g. kto")
+    p.add_argument("--json", action="store_true", help="print the JSON schema of its Config")
+    p.set_defaults(func=cmd_describe)
+
     p = sub.add_parser("validate", help="validate a pipeline file without running anything")
     _add_common_run_args(p)
     p.set_defaults(func=cmd_validate)
@@ -143,6 +149,33 @@ def cmd_registry(args) -> int:
         table.add_row(r["slot"], comp, r["source"], r["provided_by"] or "", ", ".join(r["available"]))
     Console().print(table)
     print("Resolution order: --set STAGE.component > pipeline file > registry.toml > built-in default")
+    return 0
+
+
+def cmd_describe(args) -> int:
+    from .plugins import load_plugins
+
+    plugins = load_plugins()
+    cls = plugins.get(args.slot, args.name)
+    entry = plugins.entry(args.slot, args.name)
+    schema = cls.Config.model_json_schema()
+    if args.json:
+        print(json.dumps(schema, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    doc = (cls.__doc__ or "").strip().splitlines()
+    table = Table(title=f"{args.slot} '{args.name}' ({entry.distribution}): {doc[0] if doc else ''}")
+    for col in ("parameter", "type", "default", "description"):
+        table.add_column(col, overflow="fold")
+    for name, field in cls.Config.model_fields.items():
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        ann = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        table.add_row(name, ann, default, field.description or "")
+    Console().print(table)
+    if cls.required_inputs or cls.outputs:
+        print(f"inputs required: {', '.join(cls.required_inputs) or '-'}; outputs: {', '.join(cls.outputs) or '-'}")
     return 0
 
 
