@@ -62,6 +62,13 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no per-stage lines on stderr")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("join", help="on another node: join a multi-node stage that `plinth run` is launching")
+    p.add_argument("run_dir", help="the run directory (on a file system shared with the first node)")
+    p.add_argument("stage", help="stage id, e.g. sft")
+    p.add_argument("--node-rank", type=int, required=True)
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the stage to start")
+    p.set_defaults(func=cmd_join)
+
     p = sub.add_parser("new-plugin", help="scaffold a working plugin distribution with a passing test")
     p.add_argument("name", help="plugin name, e.g. my-trainer (distribution plinth-my-trainer)")
     p.add_argument("--slot", choices=["generator", "trainer", "merger", "evaluator"], default="trainer")
@@ -206,6 +213,12 @@ def cmd_run(args) -> int:
     run.execute()
     print(f"run complete: {plan.run_dir}")
     return 0
+
+
+def cmd_join(args) -> int:
+    from .runner import join
+
+    return join(Path(args.run_dir), args.stage, args.node_rank, timeout=args.timeout)
 
 
 def cmd_new_plugin(args) -> int:

@@ -188,36 +188,63 @@ class Run:
 
     def _launch(self, stage: PlannedStage, inputs: dict[str, Any], out_dir: Path, work_dir: Path, spec: Any) -> dict:
         stage_dir = out_dir.parent
+        port = spec.master_port or _free_port()
         launch = {
             "stage": stage.to_json(),
             "inputs": {k: [a.to_json() for a in v] if isinstance(v, list) else v.to_json() for k, v in inputs.items()},
             "run_dir": str(self.run_dir),
             "out_dir": str(out_dir),
             "work_dir": str(work_dir),
+            "spec": {**spec.model_dump(), "master_port": port},
+            "written": time.time(),
         }
-        write_json_atomic(stage_dir / "launch.json", launch)
         result_path = stage_dir / "result.json"
         result_path.unlink(missing_ok=True)
-        port = spec.master_port or _free_port()
-        cmd = [
-            sys.executable, "-m", "torch.distributed.run",
-            f"--nproc_per_node={spec.nproc_per_node}", f"--nnodes={spec.nnodes}", f"--node_rank={spec.node_rank}",
-            f"--master_addr={spec.master_addr}", f"--master_port={port}",
-            "-m", "plinth.worker", str(stage_dir / "launch.json"),
-        ]
-        self._log(f"stage {stage.id}: launching {spec.world_size} processes ({' '.join(cmd[2:7])})")
-        with open(stage_dir / "workers.log", "a", encoding="utf-8") as log:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_worker_env())
-        if proc.returncode != 0:
+        write_json_atomic(stage_dir / "launch.json", launch)
+        if spec.nnodes > 1:
+            self._log(f"stage {stage.id}: waiting for {spec.nnodes - 1} more node(s): on each, run "
+                      f"`plinth join {self.run_dir} {stage.id} --node-rank K`")
+        self._log(f"stage {stage.id}: launching {spec.world_size} processes ({spec.nproc_per_node} per node)")
+        code = launch_workers(stage_dir / "launch.json", node_rank=spec.node_rank)
+        if code != 0:
             tail = (stage_dir / "workers.log").read_text(encoding="utf-8", errors="replace")[-3000:]
             raise StageFailedError(
-                f"stage '{stage.id}': {spec.world_size} worker processes exited with code {proc.returncode}; "
+                f"stage '{stage.id}': {spec.world_size} worker processes exited with code {code}; "
                 f"log {stage_dir / 'workers.log'} ends:\n{tail}"
             )
         result = read_json(result_path)
         if result is None:
             raise StageFailedError(f"stage '{stage.id}': workers exited without writing {result_path}")
         return {k: Artifact.from_json(v) for k, v in result["outputs"].items()}
+
+
+def launch_workers(launch_path: Path, node_rank: int) -> int:
+    """Start this node's torchrun for a launch file; returns its exit code. Used by `plinth run` on the first
+    node and by `plinth join` on the others (the run directory must be on a shared file system)."""
+    spec = read_json(launch_path)["spec"]
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run",
+        f"--nproc_per_node={spec['nproc_per_node']}", f"--nnodes={spec['nnodes']}", f"--node_rank={node_rank}",
+        f"--master_addr={spec['master_addr']}", f"--master_port={spec['master_port']}",
+        "-m", "plinth.worker", str(launch_path),
+    ]
+    log_name = "workers.log" if node_rank == spec["node_rank"] else f"workers-node{node_rank}.log"
+    with open(launch_path.parent / log_name, "a", encoding="utf-8") as log:
+        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_worker_env()).returncode
+
+
+def join(run_dir: Path, stage_id: str, node_rank: int, timeout: float = 3600.0) -> int:
+    """Wait for the first node's `plinth run` to reach `stage_id`, then start this node's workers."""
+    launch_path = Path(run_dir) / "stages" / stage_id / "launch.json"
+    started = time.time()
+    while True:
+        data = read_json(launch_path)
+        if data is not None and data.get("written", 0) >= started - 5:
+            break
+        if time.time() - started > timeout:
+            raise PlinthError(f"no launch of stage '{stage_id}' appeared in {launch_path} within {timeout:.0f}s")
+        time.sleep(0.5)
+    return launch_workers(launch_path, node_rank)
 
 
 def _free_port() -> int:

@@ -164,3 +164,25 @@ def test_multi_process_stage_through_torchrun(tmp_path, use_fixture_plugins, pli
     # --set reaches into the strategy table, and a failing worker fails the stage with its log
     res = plinth_cmd("run", "p.toml", "--run-dir", "run2", "--set", "ar.strategy.nproc_per_node=1", cwd=tmp_path)
     assert res.returncode == 1 and "allreduce" in res.stderr
+
+
+def test_two_node_stage_with_plinth_join(tmp_path, use_fixture_plugins, plinth_cmd):
+    """Two 'nodes' on one machine: `plinth run` is node 0, `plinth join` is node 1; one all_reduce spans both."""
+    import socket
+
+    use_fixture_plugins("good")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "p.toml").write_text(
+        '[stages.ar]\nslot = "trainer"\ncomponent = "allreduce"\nvalue = 1.0\n'
+        f'strategy = {{ name = "ddp", nproc_per_node = 1, nnodes = 2, master_port = {port} }}\n'
+    )
+    plinth = str(Path(sys.executable).parent / "plinth")
+    joiner = subprocess.Popen([plinth, "join", str(tmp_path / "run"), "ar", "--node-rank", "1", "--timeout", "120"],
+                              cwd=tmp_path, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    res = plinth_cmd("run", "p.toml", "--run-dir", "run", cwd=tmp_path)
+    assert joiner.wait(timeout=120) == 0, joiner.stdout.read()
+    assert res.returncode == 0, res.stderr
+    ranks = {t["rank"]: t for t in trace(tmp_path / "run")}
+    assert set(ranks) == {0, 1} and ranks[0]["world_size"] == 2 and ranks[0]["total"] == 3.0
