@@ -210,4 +210,6 @@ def test_config_errors_are_clear_and_early(ctx, tmp_path):
                           "seeds": {"tasks": [], "path": str(bad)}}).generate(ctx)
     with pytest.raises(ConfigError, match="cannot build task 'no_such_task'"):
         TeacherGenerator({"seeds": {"tasks": ["no_such_task"]}}).generate(ctx)
+    with pytest.raises(ConfigError, match="kto.student: model '/no/such/student'"):
+        TeacherGenerator({"kto": {"student": "/no/such/student"}}).generate(ctx)
     assert not list(ctx.output_dir.iterdir())  # nothing written

@@ -77,9 +77,14 @@ class TeacherGenerator(Generator):
             model = str(ctx.input("student", kind="model").path)
         if model is None:
             raise ConfigError("teacher: kto.enabled needs kto.student (a model alias or folder) or an input `student`")
-        if Path(model).is_absolute() and not Path(model).exists():
-            raise ConfigError(f"teacher: kto.student {model} does not exist")
+        from plinth.hf import resolve_model
+
         from .hf_backend import HFChat
+
+        try:
+            model = str(resolve_model(model))  # fails now, before any teacher call, if the student is missing
+        except ConfigError as exc:
+            raise ConfigError(f"teacher: kto.student: {exc}") from exc
 
         return self._wrap(HFChat({"model": model, "batch_size": c.batch_size}), ctx)
 

@@ -1,8 +1,7 @@
 """`hf` chat back end: a local transformers model, batched generation with its chat template.
 
 Used for the teacher when it runs in-process and for the *student* whose own answers become KTO data.
-Loads through `plinth.hf` (aliases such as "smollm2-135m-instruct", offline GGUF conversion) when the core has it,
-else straight from a Hugging Face folder.
+Loads through `plinth.hf` (aliases such as "smollm2-135m-instruct", offline GGUF conversion).
 """
 
 from __future__ import annotations
@@ -18,29 +17,19 @@ from plinth.components import ComponentConfig
 class HFChatConfig(ComponentConfig):
     model: str = Field(..., description="model folder, or an alias/hub id that plinth.hf.resolve_model knows")
     batch_size: int = Field(8, ge=1, description="conversations per generate() call")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="weights dtype")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="weights dtype (auto: by hardware)")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    chat_template: str | None = Field(None, description="override the tokenizer's chat template: a name plinth.hf "
+                                      "knows ('chatml', 'qwen2') or a Jinja template")
     system_prompt: str | None = Field(None, description="a system message put before every conversation without one")
 
 
-def load_model_and_tokenizer(name: str, dtype: str = "auto", device: str = "auto") -> tuple[Any, Any]:
-    """plinth.hf's loader when present (aliases, GGUF), else AutoModelForCausalLM on a local folder."""
-    try:
-        from plinth import hf  # type: ignore[attr-defined]
-    except ImportError:
-        hf = None
-    if hf is not None and hasattr(hf, "load_model_and_tokenizer"):
-        path = hf.resolve_model(name) if hasattr(hf, "resolve_model") else name
-        return hf.load_model_and_tokenizer(path, dtype=dtype, device=device)
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_model_and_tokenizer(name: str, dtype: str = "auto", device: str = "auto", chat_template: str | None = None):
+    """plinth.hf's loader (aliases such as "smollm2-135m-instruct", offline GGUF conversion, precision rules)."""
+    from plinth.hf import load_model_and_tokenizer as load
 
-    tok = AutoTokenizer.from_pretrained(name)
-    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval(), tok
+    model, tok = load(name, dtype=dtype, device=device, chat_template=chat_template)
+    return model.eval(), tok
 
 
 class HFChat(ChatBackend):
@@ -60,7 +49,9 @@ class HFChat(ChatBackend):
     def _load(self) -> None:
         if self._model is None:
             try:
-                self._model, self._tok = load_model_and_tokenizer(self.config.model, self.config.dtype, self.config.device)
+                self._model, self._tok = load_model_and_tokenizer(
+                    self.config.model, self.config.dtype, self.config.device, self.config.chat_template
+                )
             except Exception as exc:  # noqa: BLE001 - any loading failure is reported with the model named
                 raise ChatError(
                     f"hf back end: cannot load model {self.config.model!r}: {type(exc).__name__}: {exc}",
