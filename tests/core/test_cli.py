@@ -66,3 +66,18 @@ def test_new_plugin_scaffold_installs_registers_and_passes_its_test(tmp_path, pl
     assert res.returncode == 2 and "already exists" in res.stderr
     res = plinth_cmd("new-plugin", "Bad_Name", "--dir", str(tmp_path))
     assert res.returncode == 2 and "lower-case" in res.stderr
+
+
+def test_install_and_uninstall_into_plinths_environment(tmp_path, plinth_cmd):
+    plinth_cmd("new-plugin", "install-probe", "--slot", "evaluator", "--dir", str(tmp_path))
+    try:
+        res = plinth_cmd("install", "--no-build-isolation-is-not-a-flag", str(tmp_path / "plinth-install-probe"))
+        assert res.returncode == 2  # argparse rejects unknown flags before pip runs
+        res = plinth_cmd("install", str(tmp_path / "plinth-install-probe"), timeout=600)
+        assert res.returncode == 0, res.stderr
+        res = plinth_cmd("plugins", "--json")
+        assert '"evaluator": [\n          "install-probe"' in res.stdout
+    finally:
+        res = plinth_cmd("uninstall", "-y", "plinth-install-probe")
+    assert res.returncode == 0, res.stderr
+    assert "install-probe" not in plinth_cmd("plugins", "--json").stdout
