@@ -74,8 +74,7 @@ class LMEval(ModelEvaluator):
         writer = MetricsWriter(ctx, self.name, task_label)
         for ref in refs:
             args = {"pretrained": str(ref.path), "dtype": DTYPES[c.dtype]}
-            if c.device != "auto":
-                args["device"] = c.device
+            args["device"] = c.device if c.device != "auto" else _auto_device()
             args.update(c.model_args)
             with ctx.progress(None, f"lm-eval {task_label} [{ref.label}]"):
                 try:
@@ -93,6 +92,12 @@ class LMEval(ModelEvaluator):
             metrics, samples = map_results(results or {})
             writer.add(ref, metrics, samples)
         return writer.finish()
+
+
+def _auto_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"  # the harness itself assumes cuda
 
 
 def map_results(results: dict[str, Any]) -> tuple[dict[str, Metric], list[dict[str, Any]]]:

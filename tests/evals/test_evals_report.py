@@ -1,0 +1,156 @@
+"""The report: Markdown table with intervals and deltas, a PNG with one bar per (model, metric), an HTML page
+that a headless Chromium opens without errors, two-run comparison, the CLI verb and the end-of-run hook."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from plinth.stats import wilson_interval
+from plinth_evals.plugin import plinth_run_finished
+from plinth_evals.report import build_report, load_run
+
+
+def metrics_file(path: Path, task: str, metric: str, values: dict[str, tuple[float, int]], baseline="baseline",
+                 higher=True, proportion=True) -> Path:
+    models = {}
+    for label, (value, n) in values.items():
+        if proportion:
+            lo, hi = wilson_interval(round(value * n), n)
+        else:
+            lo, hi = value * 0.95, value * 1.05
+        models[label] = {"path": f"/models/{label}", "stage": label, "role": "baseline" if label == baseline else
+                         "model", "samples": f"samples/{label}.jsonl", "metrics": {f"{task}/{metric}": {
+                             "value": value, "n": n, "ci_low": lo, "ci_high": hi, "ci_method": "wilson",
+                             "higher_is_better": higher, "evaluator": "x", "task": task}}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": "plinth.metrics/v1", "evaluator": "x", "task": task,
+                                "baseline": baseline, "models": models}))
+    return path
+
+
+def make_run(root: Path, shift: float = 0.0) -> Path:
+    stages = {}
+    files = {
+        "eval_gsm": metrics_file(root / "stages/eval_gsm/out/metrics.json", "gsm8k", "exact_match",
+                                 {"baseline": (0.20, 400), "sft": (0.30 + shift, 400), "kto": (0.21, 400)}),
+        "eval_mmlu": metrics_file(root / "stages/eval_mmlu/out/metrics.json", "mmlu", "accuracy",
+                                  {"baseline": (0.40, 200), "sft": (0.45, 200), "kto": (0.50, 200)}),
+        "eval_ppl": metrics_file(root / "stages/eval_ppl/out/metrics.json", "wiki", "perplexity",
+                                 {"baseline": (20.0, 50), "sft": (15.0, 50)}, higher=False, proportion=False),
+    }
+    for stage, path in files.items():
+        stages[stage] = {"status": "complete", "component": "x", "slot": "evaluator",
+                         "outputs": {"metrics": {"kind": "metrics", "path": str(path.relative_to(root)), "meta": {}}}}
+    stages["train"] = {"status": "complete", "component": "sft", "slot": "trainer",
+                       "outputs": {"model": {"kind": "model", "path": "stages/train/out/model", "meta": {}}}}
+    stages["broken"] = {"status": "failed", "outputs": {}}
+    (root / "manifest.json").write_text(json.dumps({"stages": stages}))
+    return root
+
+
+def count_bars(png: Path) -> int:
+    """Bars = runs of one saturated colour along the pixel row just above the bars' common base (y = 0), where
+    neither error bars nor the legend reach."""
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(str(png))[:, :, :3]
+    saturated = (img.max(axis=2) - img.min(axis=2)) > 0.25
+    base = max(y for y in range(img.shape[0]) if saturated[y].any())
+    row = img[base - 3]
+    runs, prev, length = 0, None, 0
+    for px in row:
+        colour = tuple((px * 20).round()) if px.max() - px.min() > 0.25 else None
+        if colour is not None and colour == prev:
+            length += 1
+        else:
+            if prev is not None and length >= 3:
+                runs += 1
+            prev, length = colour, 1
+    if prev is not None and length >= 3:
+        runs += 1
+    return runs
+
+
+def test_markdown_table_deltas_and_files(tmp_path):
+    run = make_run(tmp_path / "run")
+    table = load_run(run)
+    assert table.models == ["baseline", "sft", "kto"]
+    assert table.metrics == ["gsm8k/exact_match", "mmlu/accuracy", "wiki/perplexity"]
+    files = build_report(run)
+    text = files.markdown.read_text()
+    assert text == files.text
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    assert lines[0] == "| model | gsm8k/exact_match ↑ | mmlu/accuracy ↑ | wiki/perplexity ↓ |"
+    assert lines[1].startswith("| baseline (baseline) | 0.200 [")
+    sft = lines[2]
+    assert "0.300 [" in sft and "n=400 (+0.100*)" in sft  # 0.30 vs 0.20 with n=400: significant
+    assert "(-5.000*)" in sft  # perplexity 15 vs 20 with ±5% intervals
+    kto = lines[3]
+    assert "(+0.010)" in kto and kto.endswith("| — |")  # not significant; no perplexity for kto
+    assert files.bars == 8
+    assert count_bars(files.png) == 8
+    html = files.html.read_text()
+    assert "data:image/png;base64," in html and "<table" in html and "http" not in html.replace(
+        "http-equiv", "")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_html_opens_in_headless_chromium(tmp_path):
+    files = build_report(make_run(tmp_path / "run"))
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+         "--user-data-dir=" + str(tmp_path / "profile"), "--dump-dom", files.html.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    assert 'data-chart-ok="true"' in dom, "the embedded PNG did not decode"
+    assert dom.count("<tr>") == 4  # header + 3 models
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console
+
+
+def test_compare_two_runs(tmp_path):
+    a = make_run(tmp_path / "run_a")
+    b = make_run(tmp_path / "run_b", shift=0.2)
+    files = build_report(a, compare=b)
+    assert files.markdown.parent == a / "report" / "compare-run_b"
+    text = files.text
+    assert "| sft @run_a |" in text and "| sft @run_b |" in text
+    assert "## run_b − run_a" in text
+    assert "| sft | gsm8k/exact_match | 0.300 | 0.500 | +0.200* |" in text
+    assert "| kto | mmlu/accuracy | 0.500 | 0.500 | +0.000 |" in text
+    assert count_bars(files.png) == files.bars == 16
+
+
+def test_cli_report_and_errors(tmp_path):
+    run = make_run(tmp_path / "run")
+    exe = Path(sys.executable).parent / "plinth"
+    proc = subprocess.run([str(exe), "report", str(run), "--out", str(tmp_path / "out"), "--no-chart"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "| sft |" in proc.stdout and (tmp_path / "out" / "report.html").exists()
+    assert not (tmp_path / "out" / "report.png").exists()
+    bad = subprocess.run([str(exe), "report", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no manifest.json" in bad.stderr
+
+
+def test_run_finished_hook_prints_the_table(tmp_path, capsys):
+    run = make_run(tmp_path / "run")
+    plinth_run_finished(SimpleNamespace(run_dir=run, echo=True), "complete")
+    out = capsys.readouterr().out
+    assert "| kto |" in out and (run / "report" / "report.html").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.json").write_text('{"stages": {}}')
+    plinth_run_finished(SimpleNamespace(run_dir=empty, echo=True), "complete")
+    assert capsys.readouterr().out == "" and not (empty / "report").exists()
