@@ -148,6 +148,8 @@ def test_safety_flag_mode_keeps_rows(ctx):
     st = stats_of(out)
     assert st["safety_prompts"]["unsafe_rule"] == 1 and st["safety_prompts"]["flagged"] == 1
     assert st["outputs"]["sft"] == 2
+    flagged = [d for d in rows(out["decisions"]) if d["reason"] == "flagged_unsafe"]
+    assert len(flagged) == 1 and flagged[0]["kept"] and "bomb" in flagged[0]["prompt"]
 
 
 def test_topic_seeds(ctx):

@@ -273,9 +273,10 @@ class TeacherGenerator(Generator):
         out = []
         for k, item in enumerate(items):
             if k in unsafe:
-                if c.action == "flag":
+                if c.action == "flag":  # kept; the flag is in decisions.jsonl and accepted.jsonl
                     item.flags.append(f"unsafe_{what}")
                     st["flagged"] += 1
+                    reject(item, f"safety_{what}", "flagged_unsafe", detail=unsafe[k], kept=True)
                 else:
                     st["dropped"] += 1
                     reject(item, f"safety_{what}", "unsafe", detail=unsafe[k])
@@ -368,10 +369,11 @@ class TeacherGenerator(Generator):
         convs = [self._messages(i.prompt) for i in accepted]
         replies: list[list[str]] = []
         with ctx.progress(len(convs), "student answers") as prog:
-            for start in range(0, len(convs), CHUNK):
-                replies += student.chat(convs[start : start + CHUNK], n=k.samples, temperature=k.temperature,
-                                        max_tokens=k.max_tokens, seed=self.config.seed)
-                prog.update(min(CHUNK, len(convs) - start))
+            step = k.batch_size  # one generate() batch per progress tick: a CPU student is slow
+            for start in range(0, len(convs), step):
+                replies += student.chat(convs[start : start + step], n=k.samples, temperature=k.temperature,
+                                        max_tokens=k.max_tokens, seed=self.config.seed + start)
+                prog.update(min(step, len(convs) - start))
         rows: list[dict[str, Any]] = []
         by: Counter = Counter()
         judge_jobs: list[tuple[Item, str]] = []
