@@ -54,23 +54,24 @@ def run_ties(base, fts, weights, densities, lam, normalize=True):
     b = torch.tensor(base, dtype=torch.float32)
     xs = [torch.tensor(ft, dtype=torch.float32) - b for ft in fts]
     for x, d in zip(xs, densities):
-        methods.trim_(x, methods.magnitude_threshold(x, d))
+        methods.trim_to_density_(x, d)
     mixed = methods.combine(xs, weights, True, normalize)
     return (b + lam * mixed).tolist()
 
 
 # -- hand-checked cases -------------------------------------------------------------------------------------
 def test_sign_election_and_disjoint_mean_by_hand():
-    t1 = torch.tensor([1.0, -2.0, 3.0, 0.0])
-    t2 = torch.tensor([2.0, 1.0, -1.0, 0.0])
-    t3 = torch.tensor([-1.0, 1.0, -1.0, 5.0])
+    def tvs():  # combine consumes its inputs: fresh tensors per call
+        return [torch.tensor([1.0, -2.0, 3.0, 0.0]), torch.tensor([2.0, 1.0, -1.0, 0.0]),
+                torch.tensor([-1.0, 1.0, -1.0, 5.0])]
+
     # Σ = [2, 0, 1, 5] -> γ = [+, 0, +, +]
     # entry 0: τ1, τ2 agree -> mean 1.5;  entry 1: nobody has sign 0 -> 0;  entry 2: only τ1 -> 3;
     # entry 3: zeros do not vote in the mean -> 5, not 5/3
-    mixed = methods.combine([t1, t2, t3], [1.0, 1.0, 1.0], sign_consensus=True, normalize=True)
+    mixed = methods.combine(tvs(), [1.0, 1.0, 1.0], sign_consensus=True, normalize=True)
     assert mixed.tolist() == [1.5, 0.0, 3.0, 5.0]
     # without normalize the agreeing entries are summed
-    mixed = methods.combine([t1.clone(), t2.clone(), t3.clone()], [1.0] * 3, sign_consensus=True, normalize=False)
+    mixed = methods.combine(tvs(), [1.0] * 3, sign_consensus=True, normalize=False)
     assert mixed.tolist() == [3.0, 0.0, 3.0, 5.0]
 
 

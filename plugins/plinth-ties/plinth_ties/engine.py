@@ -233,47 +233,54 @@ class _Streamer:
         self.lambda_, self.normalize, self.seed = lambda_, normalize, seed
         self.thresholds: list[float] | None = None  # global trim: one per model
 
-    def _inputs(self, plan: TensorPlan) -> tuple[Any, list[Any]]:
-        """(reference tensor as float32, per-model task vectors — or weights when not merging against a base)."""
-        ref_t = self.ref.read(plan.name).float()
+    def task_vectors(self, plan: TensorPlan) -> list[Any]:
+        """Per-model float32 task vectors θ_i − θ_ref (or the weights θ_i themselves when not merging against a
+        base), limited to the common rows; the reference tensor is released before returning."""
         rows = plan.rows
-        base = ref_t[:rows] if rows is not None else ref_t
+        base = None
+        if self.m.uses_base:
+            base = self.ref.read(plan.name).float()
+            if rows is not None:
+                base = base[:rows]
         xs = []
         for ck, src in zip(self.cks, plan.sources):
             x = ck.read(src).float()
             if rows is not None:
                 x = x[:rows].clone()
-            if self.m.uses_base:
+            if base is not None:
                 x.sub_(base)
             xs.append(x)
-        return ref_t, xs
-
-    def task_vectors(self, plan: TensorPlan) -> list[Any]:
-        return self._inputs(plan)[1]
+        return xs
 
     def compute(self, plan: TensorPlan) -> Any:
         import torch
 
         if plan.action == "copy":
-            t = self.ref.read(plan.name)
+            out = self.ref.read(plan.name)
         else:
-            ref_t, xs = self._inputs(plan)
+            xs = self.task_vectors(plan)
             for i, (r, x) in enumerate(zip(self.refs, xs)):
                 if self.m.sparsify == "magnitude" and r.density < 1.0:
-                    t_i = self.thresholds[i] if self.thresholds is not None else methods.magnitude_threshold(x, r.density)
-                    methods.trim_(x, t_i)
+                    if self.thresholds is not None:
+                        methods.trim_(x, self.thresholds[i])
+                    else:
+                        methods.trim_to_density_(x, r.density)
                 elif self.m.sparsify == "random":
                     methods.dare_(x, r.density, methods.dare_seed(self.seed, i, plan.name))
             mixed = methods.combine(xs, [r.weight for r in self.refs], self.m.sign_consensus, self.normalize)
-            del xs
-            region = ref_t[: plan.rows] if plan.rows is not None else ref_t
-            if self.m.uses_base:
-                region.add_(mixed, alpha=self.lambda_)
+            if self.m.uses_base or plan.rows is not None:
+                # re-read the reference (a page-cache hit) rather than keep it alive through the combine
+                out = self.ref.read(plan.name).float()
+                region = out[: plan.rows] if plan.rows is not None else out
+                if self.m.uses_base:
+                    region.add_(mixed, alpha=self.lambda_)
+                else:
+                    region.copy_(mixed)
             else:
-                region.copy_(mixed)
-            t = ref_t
+                out = mixed
+            del mixed
         dtype = getattr(torch, DTYPES[plan.out.dtype][0])
-        return t.to(dtype) if t.dtype != dtype else t
+        return out.to(dtype) if out.dtype != dtype else out
 
 
 def _global_thresholds(streamer: _Streamer, plans: Sequence[TensorPlan], refs: Sequence[ModelRef],

@@ -63,35 +63,60 @@ def dare_(delta: Any, density: float, seed: int) -> Any:
     return delta
 
 
-def combine(deltas: Sequence[Any], weights: Sequence[float], sign_consensus: bool, normalize: bool) -> Any:
-    """Mix (already sparsified) deltas into one; mutates `deltas` (scaled by their weights) to save memory.
-
-    Without consensus: Σ w_i δ_i (÷ Σ w_i when normalize). With consensus (TIES): keep only entries whose
-    weighted sign agrees with sign(Σ w_i δ_i); normalize divides each entry by the weights that agreed there."""
+def trim_to_density_(delta: Any, density: float) -> float:
+    """Trim `delta` in place to its top ⌊density·n⌋ magnitudes (one |x| pass shared by select and mask);
+    returns the threshold used."""
     import torch
 
+    n = delta.numel()
+    if n == 0 or density >= 1.0:
+        return 0.0
+    mag = delta.abs()
+    t = float(torch.kthvalue(mag.reshape(-1), n - keep_count(n, density) + 1).values)
+    if t > 0.0:
+        delta.masked_fill_(mag < t, 0.0)
+    return t
+
+
+def combine(deltas: list[Any], weights: Sequence[float], sign_consensus: bool, normalize: bool) -> Any:
+    """Mix (already sparsified) deltas into one. Consumes `deltas` (the list is emptied, its tensors reused as
+    buffers) so that at most about N + 2 tensors of this size are alive at once.
+
+    Without consensus: Σ w_i δ_i (÷ Σ w_i when normalize). With consensus (TIES): keep only entries whose
+    weighted sign agrees with sign(Σ w_i δ_i) (zeros never agree); normalize divides each entry by the sum of the
+    weights that agreed there (entries where none agreed stay 0)."""
+    import torch
+
+    weights = list(weights)
     if not sign_consensus:
-        mixed = torch.zeros_like(deltas[0])
-        for d, w in zip(deltas, weights):
-            mixed.add_(d, alpha=w)
+        mixed = deltas.pop(0)
+        if weights[0] != 1.0:
+            mixed.mul_(weights[0])
+        for w in weights[1:]:
+            mixed.add_(deltas.pop(0), alpha=w)
         if normalize:
             total = float(sum(weights))
             if abs(total) > 1e-8:
                 mixed.div_(total)
         return mixed
     for d, w in zip(deltas, weights):
-        d.mul_(w)
+        if w != 1.0:
+            d.mul_(w)
     sign = torch.zeros_like(deltas[0])
     for d in deltas:
         sign.add_(d)
     sign.sign_()
-    mixed = torch.zeros_like(deltas[0])
     divisor = torch.zeros_like(deltas[0]) if normalize else None
     for d, w in zip(deltas, weights):
-        agree = torch.sign(d) == sign
-        mixed.add_(d.masked_fill_(~agree, 0.0))
+        agree = torch.mul(d, sign).gt_(0.0)  # same sign as the election, and non-zero (as float 1/0)
+        d.mul_(agree)
         if divisor is not None:
             divisor.add_(agree, alpha=w)
+        del agree
+    del sign
+    mixed = deltas.pop(0)
+    while deltas:
+        mixed.add_(deltas.pop(0))
     if divisor is not None:
         divisor.masked_fill_(divisor.abs() < 1e-8, 1.0)
         mixed.div_(divisor)

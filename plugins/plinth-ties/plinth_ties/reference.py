@@ -75,8 +75,10 @@ def merge_in_memory(
         xs = [tv[n].clone() for tv in tvs]
         for i, (r, x) in enumerate(zip(models, xs)):
             if m.sparsify == "magnitude" and r.density < 1.0:
-                t = thresholds[i] if thresholds is not None else methods.magnitude_threshold(x, r.density)
-                methods.trim_(x, t)
+                if thresholds is not None:
+                    methods.trim_(x, thresholds[i])
+                else:
+                    methods.trim_to_density_(x, r.density)
             elif m.sparsify == "random":
                 methods.dare_(x, r.density, methods.dare_seed(seed, i, n))
         mixed = methods.combine(xs, [r.weight for r in models], m.sign_consensus, normalize)
