@@ -55,8 +55,9 @@ def test_linear_stage_needs_no_base(tiny_models, tmp_path):
     base, fts = tiny_models
     ins = inputs(base, fts)
     del ins["base"]
-    comp = load_plugins().get("merger", "linear")({"weight": [0.05, 0.95]})
+    comp = load_plugins().get("merger", "linear")({"weight": [0.05, 0.95], "files_from": "kto"})
     art = comp.run(make_context(tmp_path, stage="fuse", inputs=ins))["model"]
+    assert json.loads((art.path / "merge.json").read_text())["files_from"] == "kto.model"
     a, b, got = tensors_of(fts[0]), tensors_of(fts[1]), tensors_of(art.path)
     for k in got:
         assert torch.allclose(got[k], 0.05 * a[k] + 0.95 * b[k], atol=1e-6)
@@ -68,6 +69,7 @@ def test_linear_stage_needs_no_base(tiny_models, tmp_path):
         ({"weight": [1.0]}, r"stage 'merge': `weight` lists 1 values but `models` has 2"),
         ({"density": {"dpo": 0.5}}, r"stage 'merge': `density` names 'dpo', which is none of the models"),
         ({"base": "/somewhere"}, r"stage 'merge': base given both as an input and as `base"),
+        ({"files_from": "dpo"}, r"stage 'merge': files_from 'dpo' is none of the models"),
     ],
 )
 def test_stage_config_errors(tiny_models, tmp_path, config, match):

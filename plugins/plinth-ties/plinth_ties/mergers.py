@@ -55,6 +55,12 @@ def per_model(value: Any, arts: list[Artifact], field: str, default: float, stag
     return out
 
 
+def _step(bar: Any, done: int, total: int, name: str) -> None:
+    """Forward one engine step (a phase's done/total and the tensor name) to the stage's progress display."""
+    bar.total, bar.done = total, done - 1
+    bar.update(1, tensor=name)
+
+
 class _EngineMerger(Merger):
     """Shared stage logic: resolve base and models, expand per-model values, run the streaming engine."""
 
@@ -95,18 +101,28 @@ class _EngineMerger(Merger):
                 raise ConfigError(f"stage '{ctx.stage}': input `models` holds a '{a.kind}' artifact ({a.path}), expected 'model'")
         weights = per_model(cfg.weight, arts, "weight", 1.0, ctx.stage)
         density_cfg = getattr(cfg, "density", 1.0)
-        densities = per_model(density_cfg, arts, "density", type(cfg).model_fields["density"].default
-                              if "density" in type(cfg).model_fields else 1.0, ctx.stage)
+        fields = type(cfg).model_fields
+        densities = per_model(density_cfg, arts, "density", fields["density"].default if "density" in fields else 1.0,
+                              ctx.stage)
         refs = [ModelRef(a.path, _label(a), w, d) for a, w, d in zip(arts, weights, densities)]
         base, base_label = self._base(ctx)
+        files_from = cfg.files_from
+        if files_from is not None and files_from != base_label:
+            match = [_label(a) for a in arts if files_from in _keys(a)]
+            if not match:
+                raise ConfigError(
+                    f"stage '{ctx.stage}': files_from '{files_from}' is none of the models "
+                    f"{[base_label] + [_label(a) for a in arts]}"
+                )
+            files_from = match[0]
         out = ctx.output_dir / "model"
         with ctx.progress(None, f"{self.merge_method} merge") as bar:
             result = merge(
                 self.merge_method, refs, out, base,
                 normalize=cfg.normalize, dtype=cfg.dtype, include=cfg.include, copy=cfg.copy_,
-                vocab_mismatch=cfg.vocab_mismatch, allow_pickle=cfg.allow_pickle, files_from=cfg.files_from,
+                vocab_mismatch=cfg.vocab_mismatch, allow_pickle=cfg.allow_pickle, files_from=files_from,
                 max_shard_size=cfg.max_shard_size, hash_inputs=cfg.hash_inputs, overwrite=True, base_label=base_label,
-                progress=lambda done, total, name: bar.update(1, tensor=name),
+                progress=lambda done, total, name: _step(bar, done, total, name),
                 **self._engine_kwargs(),
             )
         rec = result.record
