@@ -48,18 +48,26 @@ def tiny_causal_lm(
     seed: int = 0,
     tie_word_embeddings: bool = True,
     dtype: str = "float32",
+    architecture: str = "llama",
 ) -> Path:
-    """Save a tiny random Qwen2 model (~50k parameters) with a character tokenizer to `path`; returns `path`.
+    """Save a tiny random causal LM (~22k parameters) with a character tokenizer to `path`; returns `path`.
 
     It is a real Hugging Face folder (safetensors, config, tokenizer, chat template, generation config) that
-    `AutoModelForCausalLM.from_pretrained` loads offline."""
+    `AutoModelForCausalLM` and `AutoTokenizer` load offline. `architecture` is "llama" (SmolLM2's, the default
+    student) or "qwen2" (Qwen2-0.5B's). Note: transformers 5 loads any qwen2 folder's tokenizer as
+    Qwen2Tokenizer, whose byte-level pre-tokenizer drops this character vocabulary's spaces through
+    AutoTokenizer; use "llama" wherever text round-trips matter."""
     import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+    classes = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+    if architecture not in classes:
+        raise ValueError(f"architecture must be one of {sorted(classes)}, got {architecture!r}")
+    config_cls, model_cls = classes[architecture]
     path = Path(path)
     tok = tiny_tokenizer()
     torch.manual_seed(seed)
-    config = Qwen2Config(
+    config = config_cls(
         vocab_size=len(tok),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
@@ -72,7 +80,7 @@ def tiny_causal_lm(
         eos_token_id=tok.eos_token_id,
         bos_token_id=None,
     )
-    model = Qwen2ForCausalLM(config).to(getattr(torch, dtype))
+    model = model_cls(config).to(getattr(torch, dtype))
     model.generation_config = GenerationConfig(
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, do_sample=False
     )
