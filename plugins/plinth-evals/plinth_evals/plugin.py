@@ -1,7 +1,7 @@
 """Entry point: registers the six evaluators, the `plinth report` command, and prints the report after a run.
 
-Evaluator classes are imported only when registered (their heavy imports — torch, transformers, lm_eval —
-happen inside methods), so loading this plugin keeps `plinth --help` fast.
+Evaluators are registered by lazy reference and imported only when a pipeline uses one, so loading this plugin
+keeps `plinth --help` fast.
 """
 
 from __future__ import annotations
@@ -13,19 +13,13 @@ from plinth import hookimpl
 
 @hookimpl
 def plinth_register_evaluators(register):
-    from .exact_match import ExactMatch
-    from .humaneval import HumanEval
-    from .judge import Judge
-    from .lm_eval_adapter import LMEval
-    from .multiple_choice import MultipleChoice
-    from .perplexity import Perplexity
-
-    register("exact-match", ExactMatch)
-    register("multiple-choice", MultipleChoice)
-    register("humaneval", HumanEval)
-    register("perplexity", Perplexity)
-    register("judge", Judge)
-    register("lm-eval", LMEval)
+    # lazy "module:Class" references: imported only when a pipeline uses the evaluator
+    register("exact-match", "plinth_evals.exact_match:ExactMatch")
+    register("multiple-choice", "plinth_evals.multiple_choice:MultipleChoice")
+    register("humaneval", "plinth_evals.humaneval:HumanEval")
+    register("perplexity", "plinth_evals.perplexity:Perplexity")
+    register("judge", "plinth_evals.judge:Judge")
+    register("lm-eval", "plinth_evals.lm_eval_adapter:LMEval")
 
 
 def _report_command(args) -> int:
