@@ -552,17 +552,28 @@ def stamp_checkpoints(config: TrainingConfig, ctx: "StageContext") -> None:
     stamp.write_text(fingerprint + "\n")
 
 
-def train_with_resume(trainer: Any, config: TrainingConfig, ctx: "StageContext") -> Any:
-    """Run `trainer.train()`, continuing from the last checkpoint of an interrupted attempt when there is one."""
-    from transformers.trainer_callback import PrinterCallback
+def train_with_resume(trainer: Any, config: TrainingConfig, ctx: "StageContext") -> str | None:
+    """Run `trainer.train()`, continuing from the last checkpoint of an interrupted attempt when there is one.
+
+    Returns the checkpoint folder when that checkpoint had already finished training (the attempt died while
+    saving): training is then skipped — transformers would otherwise run one extra step — and
+    `save_trained_model(..., finished_checkpoint=...)` saves from it."""
+    from transformers.trainer_callback import PrinterCallback, TrainerState
 
     trainer.remove_callback(PrinterCallback)  # plinth's callback reports logs; no duplicate dict prints
     ckpt = resume_checkpoint(config, ctx)
     if ckpt is None:
         stamp_checkpoints(config, ctx)
-    if ckpt:
-        log.warning("stage '%s': resuming from %s", ctx.stage, ckpt)
-    return trainer.train(resume_from_checkpoint=ckpt)
+        trainer.train()
+        return None
+    state = TrainerState.load_from_json(str(Path(ckpt) / "trainer_state.json"))
+    if state.max_steps > 0 and state.global_step >= state.max_steps:
+        log.warning("stage '%s': %s holds finished training; saving it without training again", ctx.stage, ckpt)
+        trainer.state = state
+        return ckpt
+    log.warning("stage '%s': resuming from %s (step %d of %d)", ctx.stage, ckpt, state.global_step, state.max_steps)
+    trainer.train(resume_from_checkpoint=ckpt)
+    return None
 
 
 def _is_zero3(trainer: Any) -> bool:
@@ -571,34 +582,59 @@ def _is_zero3(trainer: Any) -> bool:
     return plugin is not None and getattr(plugin, "zero_stage", 0) == 3
 
 
-def save_trained_model(trainer: Any, tokenizer: Any, config: TrainingConfig, ctx: "StageContext", **meta: Any) -> "Artifact":
+def save_trained_model(
+    trainer: Any, tokenizer: Any, config: TrainingConfig, ctx: "StageContext",
+    finished_checkpoint: str | None = None, **meta: Any,
+) -> "Artifact":
     """Write the trained model to `ctx.output_dir/model` as a standard HF folder (LoRA merged if configured) and
-    return the artifact. Must be called in every process: ZeRO-3 gathers the sharded weights collectively."""
+    return the artifact. Call it in every process: ZeRO-3 gathers the sharded weights collectively.
+    `finished_checkpoint` (from `train_with_resume`) saves that checkpoint's weights instead of the trainer's."""
     out = Path(ctx.output_dir) / "model"
     save_dtype = None if config.save_dtype == "auto" else config.save_dtype
     lora_unmerged = config.finetune == "lora" and not config.lora.merge_on_save
-    if _is_zero3(trainer):
-        staging = Path(ctx.work_dir) / "final"
-        trainer.save_model(str(staging))  # collective: gathers ZeRO-3 shards into rank 0's files
+    source: Path | None = Path(finished_checkpoint) if finished_checkpoint else None
+    if source is None and _is_zero3(trainer):
+        source = Path(ctx.work_dir) / "final"
+        trainer.save_model(str(source))  # collective: gathers ZeRO-3 shards into rank 0's files
+    if source is not None:
         if ctx.is_main:
-            if config.finetune == "lora":
-                from peft import AutoPeftModelForCausalLM
+            with _zero3_init_off():  # a plain load on rank 0 alone; zero.Init would wait for the other ranks
+                if (source / "adapter_config.json").exists():
+                    from peft import AutoPeftModelForCausalLM
 
-                model = AutoPeftModelForCausalLM.from_pretrained(str(staging))
-            else:
-                from transformers import AutoModelForCausalLM
+                    model = AutoPeftModelForCausalLM.from_pretrained(str(source))
+                else:
+                    from transformers import AutoModelForCausalLM
 
-                model = AutoModelForCausalLM.from_pretrained(str(staging))
-            _save(model, tokenizer, out, save_dtype, lora_unmerged)
+                    model = AutoModelForCausalLM.from_pretrained(str(source))
+                _save(model, tokenizer, out, save_dtype, lora_unmerged)
     elif ctx.is_main:
         model = trainer.accelerator.unwrap_model(trainer.model)
         _save(model, tokenizer, out, save_dtype, lora_unmerged)
-    if hasattr(trainer, "accelerator"):
-        trainer.accelerator.wait_for_everyone()
+    if ctx.world_size > 1:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
     kind_meta = {"finetune": config.finetune, **meta}
     if lora_unmerged:
         kind_meta["adapter"] = True
     return ctx.artifact("model", "model", **kind_meta)
+
+
+class _zero3_init_off:
+    """Temporarily hide transformers' global ZeRO-3 flag so `from_pretrained` loads normally in one process."""
+
+    def __enter__(self) -> None:
+        from transformers.integrations import deepspeed as ds
+
+        self.saved = ds._hf_deepspeed_config_weak_ref
+        ds._hf_deepspeed_config_weak_ref = None
+
+    def __exit__(self, *exc: Any) -> None:
+        from transformers.integrations import deepspeed as ds
+
+        ds._hf_deepspeed_config_weak_ref = self.saved
 
 
 def _save(model: Any, tokenizer: Any, out: Path, save_dtype: str | None, lora_unmerged: bool) -> None:
@@ -614,11 +650,17 @@ def _save(model: Any, tokenizer: Any, out: Path, save_dtype: str | None, lora_un
 
 
 def final_metrics(trainer: Any) -> dict[str, Any]:
-    """The last logged value of each metric (loss, rewards, runtime), for the stage's summary."""
+    """The last logged value of each metric (loss, rewards, runtime), the first logged loss, and how the run was
+    spread (world size, DeepSpeed ZeRO stage), for the stage's summary."""
     out: dict[str, Any] = {}
     for entry in trainer.state.log_history:
+        if "loss" in entry and "first_loss" not in out:
+            out["first_loss"] = entry["loss"]
         out.update({k: v for k, v in entry.items() if isinstance(v, (int, float))})
     out["global_step"] = trainer.state.global_step
+    out["world_size"] = trainer.args.world_size
+    plugin = getattr(getattr(getattr(trainer, "accelerator", None), "state", None), "deepspeed_plugin", None)
+    out["deepspeed_zero_stage"] = getattr(plugin, "zero_stage", None) if plugin is not None else None
     return out
 
 

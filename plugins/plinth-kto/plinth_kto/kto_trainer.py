@@ -98,8 +98,9 @@ class KTOTrainer(Trainer):
             peft_config=T.peft_config(cfg),
             callbacks=self.callbacks(ctx),
         )
-        T.train_with_resume(trainer, cfg, ctx)
-        model_art = T.save_trained_model(trainer, prep["tokenizer"], cfg, ctx, base=prep["label"], method="kto")
+        finished = T.train_with_resume(trainer, cfg, ctx)
+        model_art = T.save_trained_model(
+            trainer, prep["tokenizer"], cfg, ctx, finished_checkpoint=finished, base=prep["label"], method="kto")
         metrics = {**T.final_metrics(trainer), **prep["report"], "base_model": prep["label"],
                    "weights_reason": prep["weights_reason"]}
         if ctx.is_main:

@@ -75,8 +75,9 @@ class SFTTrainer(Trainer):
             peft_config=T.peft_config(cfg),
             callbacks=self.callbacks(ctx),
         )
-        T.train_with_resume(trainer, cfg, ctx)
-        model_art = T.save_trained_model(trainer, prep["tokenizer"], cfg, ctx, base=prep["label"], method="sft")
+        finished = T.train_with_resume(trainer, cfg, ctx)
+        model_art = T.save_trained_model(
+            trainer, prep["tokenizer"], cfg, ctx, finished_checkpoint=finished, base=prep["label"], method="sft")
         metrics = {**T.final_metrics(trainer), **prep["report"], "base_model": prep["label"]}
         if ctx.is_main:
             T.write_json(ctx.output_dir / "metrics.json", metrics)
