@@ -14,13 +14,18 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
-from .components import SLOTS, Component
 from .errors import PluginError, UnknownComponentError
+
+if TYPE_CHECKING:
+    from .components import Component
+
+# the slot names; the base classes live in components.py and are imported only to check a registration
+SLOTS = ("generator", "trainer", "merger", "evaluator", "strategy")
 
 GROUP = "plinth"
 CORE_DIST = "plinth"
@@ -228,7 +233,7 @@ class PluginManager:
         self.chat_backends[name] = ComponentEntry(name, "chat_backend", cls, info.name, info.distribution)
 
     # -- lookup -----------------------------------------------------------------------------------------
-    def get(self, slot: str, name: str) -> type[Component]:
+    def get(self, slot: str, name: str) -> "type[Component]":
         """The component class for `name` in `slot`, or an error listing what exists and the closest match."""
         if slot not in self.components:
             raise UnknownComponentError(_unknown("slot", slot, list(self.components)))
@@ -255,8 +260,9 @@ class PluginManager:
 
 def _check_class(slot: str, name: str, cls: Any, plugin: str, distribution: str) -> None:
     from .chat import ChatBackend
+    from .components import SLOTS as BASES
 
-    base = SLOTS.get(slot, ChatBackend)
+    base = BASES.get(slot, ChatBackend)
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise PluginError(
             f"plugin '{plugin}' ({distribution}) registered {slot} '{name}' as {cls!r}, "

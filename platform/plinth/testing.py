@@ -103,7 +103,7 @@ def make_context(
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     if strategy is None:
-        from .builtins import Single
+        from .strategies import Single
 
         strategy = Single()
     return StageContext(
