@@ -45,10 +45,12 @@ def bench_requests(n: int, latency: float) -> dict[str, float]:
 
 
 def make_texts(n: int, seed: int = 0, dup_rate: float = 0.1) -> list[str]:
-    """Short instruction-like texts (8-16 words from a 3,000-word vocabulary); `dup_rate` of them are near copies
-    of an earlier text (last word changed, or one word appended: trigram Jaccard ~0.75-0.9)."""
+    """Short instruction-like texts: 8-16 words drawn Zipf-like from a 5,000-word vocabulary (so common word
+    trigrams recur across texts, as "what is the" does in real prompts); `dup_rate` of them are near copies of an
+    earlier text (last word changed, or one word appended: trigram Jaccard ~0.75-0.9)."""
     rng = random.Random(seed)
-    vocab = [f"w{i}" for i in range(3000)]
+    vocab = [f"w{i}" for i in range(5000)]
+    weights = [1.0 / (rank + 1) for rank in range(len(vocab))]
     texts: list[str] = []
     for _ in range(n):
         if texts and rng.random() < dup_rate:
@@ -58,7 +60,7 @@ def make_texts(n: int, seed: int = 0, dup_rate: float = 0.1) -> list[str]:
             else:
                 words.append(rng.choice(vocab))
         else:
-            words = [rng.choice(vocab) for _ in range(rng.randint(8, 16))]
+            words = rng.choices(vocab, weights, k=rng.randint(8, 16))
         texts.append(" ".join(words))
     return texts
 

@@ -45,7 +45,9 @@ def test_gym_offline_end_to_end(ctx, tiny_model):
     assert set(kto.column_names) == {"prompt", "completion", "label"}
     nd, nu = sum(kto["label"]), len(kto) - sum(kto["label"])
     assert nu > 0 and 1 <= nd / nu <= 4 / 3 and st["kto"]["balanced"]
-    assert st["kto"]["student_desirable"] + st["kto"]["student_undesirable"] == 20  # 10 prompts x 2 samples
+    lab = st["kto"]["labelled"]  # 10 prompts x 2 samples, each labelled by the verifier or skipped as a repeat
+    assert lab["by_verifier"] + lab.get("empty_or_repeat", 0) == 20
+    assert st["kto"]["student_desirable"] + st["kto"]["student_undesirable"] == lab["by_verifier"]
     # the held-out eval set is disjoint from the training prompts
     ev = rows(out["eval"])
     train_prompts = {r["messages"][0]["content"] for r in rows(out["sft"])}

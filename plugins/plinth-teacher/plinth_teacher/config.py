@@ -98,6 +98,7 @@ class KTOConfig(ComponentConfig):
     temperature: float = Field(0.8, ge=0, description="student sampling temperature")
     max_tokens: int = Field(256, ge=8, description="student answer length limit")
     batch_size: int = Field(8, ge=1, description="student generation batch size")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads for the student (1 on a busy CPU machine)")
     label_by: Literal["auto", "verifier", "teacher_answer", "judge"] = Field(
         "auto", description="auto: verifier when the prompt has one, else agreement with the teacher's final answer, "
         "else the judge")
@@ -127,13 +128,13 @@ class TeacherConfig(ComponentConfig):
     cache: bool = Field(True, description="cache every teacher/student call on disk (resume, free re-runs)")
     cache_dir: str | None = Field(None, description="cache folder (default: the stage's work dir)")
     seed: int = Field(0, description="base seed for sampling")
-    seeds: SeedsConfig = Field(default_factory=SeedsConfig)
-    evolve: EvolveConfig = Field(default_factory=EvolveConfig)
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
-    accuracy: AccuracyConfig = Field(default_factory=AccuracyConfig)
-    safety: SafetyConfig = Field(default_factory=SafetyConfig)
-    kto: KTOConfig = Field(default_factory=KTOConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
+    seeds: SeedsConfig = Field(default_factory=SeedsConfig, description="step 1: where prompts come from (reasoning-gym, file, HumanEval, topics)")
+    evolve: EvolveConfig = Field(default_factory=EvolveConfig, description="step 2: teacher-driven Evol-Instruct rewrites with topic steering")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="step 2: near-duplicate removal and decontamination against eval sets")
+    accuracy: AccuracyConfig = Field(default_factory=AccuracyConfig, description="step 3: self-consistency, verifier and judge")
+    safety: SafetyConfig = Field(default_factory=SafetyConfig, description="step 4: rule list and safety judge on prompts and answers")
+    kto: KTOConfig = Field(default_factory=KTOConfig, description="step 5: student answers labelled and balanced into KTO data")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="step 5: dataset formats and the held-out eval set")
 
     @model_validator(mode="after")
     def _needs_chat_teacher(self) -> "TeacherConfig":

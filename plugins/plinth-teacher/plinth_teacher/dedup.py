@@ -54,7 +54,8 @@ def _hashes(sh: Iterable[str]) -> np.ndarray:
 
 
 class MinHasher:
-    """`num_perm` hash functions a*x + b (mod 2^64, a odd; multiply-add over well-mixed 64-bit shingle hashes);
+    """`num_perm` hash functions a*x + b (mod 2^64, a odd) over shingle hashes already spread to 64 bits by
+    splitmix64 (without that spreading, linear hashes of CRCs give biased minima: 0.84 agreement at Jaccard 0.89);
     a text's signature is the minimum of each over its shingles."""
 
     def __init__(self, num_perm: int = 64, seed: int = 0):
@@ -78,7 +79,7 @@ class MinHasher:
                 lengths = np.array([len(sets[i]) for i in idx])
                 h = _hashes(s for i in idx for s in sets[i])
                 with np.errstate(over="ignore"):
-                    v = _mix64(h[:, None] * self.a[None, :] + self.b[None, :])
+                    v = h[:, None] * self.a[None, :] + self.b[None, :]
                 offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
                 out[idx] = np.minimum.reduceat(v, offsets, axis=0)
             start = stop
@@ -89,7 +90,7 @@ class MinHasher:
             return np.full(self.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
         h = _hashes(sh)
         with np.errstate(over="ignore"):
-            return _mix64(np.outer(self.a, h) + self.b[:, None]).min(axis=1)
+            return (np.outer(self.a, h) + self.b[:, None]).min(axis=1)
 
 
 def lsh_bands(num_perm: int, threshold: float) -> tuple[int, int]:

@@ -86,7 +86,7 @@ class TeacherGenerator(Generator):
         except ConfigError as exc:
             raise ConfigError(f"teacher: kto.student: {exc}") from exc
 
-        return self._wrap(HFChat({"model": model, "batch_size": c.batch_size}), ctx)
+        return self._wrap(HFChat({"model": model, "batch_size": c.batch_size, "threads": c.threads}), ctx)
 
     # -- the pipeline ----------------------------------------------------------------------------------
     def generate(self, ctx: StageContext) -> dict[str, Artifact]:

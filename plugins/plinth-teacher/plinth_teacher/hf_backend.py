@@ -21,6 +21,8 @@ class HFChatConfig(ComponentConfig):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     chat_template: str | None = Field(None, description="override the tokenizer's chat template: a name plinth.hf "
                                       "knows ('chatml', 'qwen2') or a Jinja template")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (torch.set_num_threads); on a busy "
+                                "CPU machine 1 avoids thread oversubscription, which can slow generation ~10x")
     system_prompt: str | None = Field(None, description="a system message put before every conversation without one")
 
 
@@ -48,6 +50,10 @@ class HFChat(ChatBackend):
 
     def _load(self) -> None:
         if self._model is None:
+            if self.config.threads is not None:
+                import torch
+
+                torch.set_num_threads(self.config.threads)
             try:
                 self._model, self._tok = load_model_and_tokenizer(
                     self.config.model, self.config.dtype, self.config.device, self.config.chat_template
