@@ -217,3 +217,20 @@ def test_config_errors_are_clear_and_early(ctx, tmp_path):
     with pytest.raises(ConfigError, match="kto.student: model '/no/such/student'"):
         TeacherGenerator({"kto": {"student": "/no/such/student"}}).generate(ctx)
     assert not list(ctx.output_dir.iterdir())  # nothing written
+
+
+def test_openai_teacher_serving_a_tiny_model(ctx, tiny_model):
+    """The whole generator against a loopback server that runs a real (tiny) model behind chat completions."""
+    from plinth_teacher.hf_backend import HFChat
+    from plinth_teacher.testing_server import ModelPolicy
+
+    with ChatServer(ModelPolicy(HFChat({"model": str(tiny_model)}))) as srv:
+        out = TeacherGenerator({"backend": "openai", "teacher": openai_teacher(srv, model="tiny"),
+                                "seeds": {"tasks": ["basic_arithmetic"], "size": 3},
+                                "accuracy": {"samples": 2, "temperature": 0.9, "agreement": 0.0, "verify": False,
+                                             "max_tokens": 10},
+                                "kto": {"enabled": False}}).generate(ctx)
+        assert srv.counts["answered"] == 3  # one request per prompt carrying n = 2
+    st = stats_of(out)
+    assert st["teacher"] == "openai:tiny" and st["accuracy"]["input"] == 3
+    assert st["outputs"]["sft"] == st["accuracy"]["accepted"]
