@@ -42,10 +42,10 @@ def bad(tmp_path, match, method="ties", models=None, base=None, **kw):
 
 def test_different_architecture(tiny_models, tmp_path):
     base, fts = tiny_models
-    other = perturb(base, tmp_path / "llama", seed=1)
-    edit_config(other, model_type="llama", architectures=["LlamaForCausalLM"])
-    bad(tmp_path, r"model 'llama': different architecture .*model_type", models=[ModelRef(fts[0]), ModelRef(other)],
-        base=base)
+    other = perturb(base, tmp_path / "other", seed=1)
+    edit_config(other, model_type="mistral", architectures=["MistralForCausalLM"])
+    bad(tmp_path, r"model 'other': different architecture .*model_type: 'mistral' vs",
+        models=[ModelRef(fts[0]), ModelRef(other)], base=base)
 
 
 def test_shape_mismatch(tiny_models, tmp_path):
@@ -130,6 +130,15 @@ def test_bad_parameters(tiny_models, tmp_path):
     bad(tmp_path, r"trim must be", models=[ModelRef(fts[0])], base=base, trim="layer")
     bad(tmp_path, r"`copy` pattern '\(' is not a valid", models=[ModelRef(fts[0])], base=base, copy=["("])
     bad(tmp_path, r"labels must be unique", models=[ModelRef(fts[0], "x"), ModelRef(fts[1], "x")], base=base)
+    bad(tmp_path, r"label 'base' names both the base and a model", models=[ModelRef(fts[0], "base")], base=base)
+
+
+def test_output_may_not_overlap_an_input(tiny_models, tmp_path):
+    base, fts = tiny_models
+    for out in (fts[0], fts[0] / "sub"):
+        with pytest.raises(MergeInputError, match="overlaps the input model folder"):
+            merge("ties", [ModelRef(fts[0])], out, base, overwrite=True)
+    assert (fts[0] / "model.safetensors").exists() and not (fts[0] / "sub").exists()
 
 
 def test_existing_output_is_not_clobbered(tiny_models, tmp_path):

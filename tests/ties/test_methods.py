@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from plinth_ties import methods
-from plinth_ties.threshold import MagnitudeSelector
+from plinth_ties.threshold import MagnitudeSelector, bin_of, estimate_window
 
 
 # -- independent dense references ----------------------------------------------------------------------------
@@ -151,6 +151,17 @@ def test_dare_drops_and_rescales_deterministically():
 
 
 # -- the streaming exact selector ----------------------------------------------------------------------------
+def stream_select(parts, k, window=None):
+    sel = MagnitudeSelector(k, window)
+    for p in parts:
+        sel.add(p.clone())
+    sel.next_pass()
+    if sel.needs_second_pass:
+        for p in parts:
+            sel.add(p.clone())
+    return sel.value(), sel.needs_second_pass
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_selector_equals_kthvalue_of_concatenation(seed):
     g = torch.Generator().manual_seed(seed)
@@ -160,13 +171,28 @@ def test_selector_equals_kthvalue_of_concatenation(seed):
     flat = torch.cat([p.abs() for p in parts])
     n = flat.numel()
     for k in [1, 2, 17, n // 5, n // 2, n - 300, n - 1, n]:
-        sel = MagnitudeSelector(k)
-        for p in parts:
-            sel.add(p)
-        sel.next_pass()
-        for p in parts:
-            sel.add(p)
-        assert sel.value() == float(torch.kthvalue(flat, n - k + 1).values), k
+        want = float(torch.kthvalue(flat, n - k + 1).values)
+        # no window: always two passes
+        assert stream_select(parts, k) == (want, True), k
+        # a window predicted from a sample: one pass when it holds the answer, and exact either way
+        smp = [(p.abs()[::7], p[::7].numel() and p.numel() / p[::7].numel()) for p in parts if p.numel()]
+        win = estimate_window(smp, k, n)
+        value, second = stream_select(parts, k, win)
+        assert value == want, k
+        assert second == (not win[0] <= bin_of(want) <= win[1])
+        # a window that misses falls back to the second pass and is still exact
+        assert stream_select(parts, k, (0, 0) if want > 1e-30 else (20000, 20001)) == (want, True), k
+
+
+def test_window_estimate_is_usually_one_pass():
+    g = torch.Generator().manual_seed(0)
+    parts = [torch.randn(20000, generator=g) * s for s in (0.01, 0.1, 1.0, 0.05)]
+    n = sum(p.numel() for p in parts)
+    k = n // 5
+    smp = [(p.abs()[:2000], 10.0) for p in parts]
+    value, second = stream_select(parts, k, estimate_window(smp, k, n))
+    assert not second
+    assert value == float(torch.kthvalue(torch.cat(parts).abs(), n - k + 1).values)
 
 
 def test_selector_rejects_k_beyond_entries():

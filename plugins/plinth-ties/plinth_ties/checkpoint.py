@@ -190,31 +190,36 @@ class Checkpoint:
         return int(v) if v is not None else None
 
     # -- reading ----------------------------------------------------------------------------------------
-    def read(self, name: str) -> Any:
-        """The tensor `name` in its stored dtype, in freshly allocated memory (no mmap is kept)."""
+    def read(self, name: str, elems: tuple[int, int] | None = None) -> Any:
+        """The tensor `name` in its stored dtype, in freshly allocated memory (no mmap is kept); with
+        `elems=(start, count)` only that flat range of elements (row-major), as a 1-D tensor."""
         import numpy as np
         import torch
 
         info = self.tensors[name]
         if self._pickled is not None:
-            return self._pickled[name].clone()
+            t = self._pickled[name]
+            return t.reshape(-1)[elems[0]: elems[0] + elems[1]].clone() if elems else t.clone()
+        itemsize = DTYPES[info.dtype][1]
+        start, nbytes = info.start, info.end - info.start
+        if elems is not None:
+            start, nbytes = info.start + elems[0] * itemsize, elems[1] * itemsize
+        dtype = getattr(torch, DTYPES[info.dtype][0])
+        if nbytes == 0:
+            return torch.empty((0,) if elems else info.shape, dtype=dtype)
         fh = self._handles.get(info.file)
         if fh is None:
             fh = self._handles[info.file] = open(info.file, "rb", buffering=0)
-        nbytes = info.end - info.start
         buf = np.empty(nbytes, dtype=np.uint8)
-        fh.seek(info.start)
+        fh.seek(start)
         view, got = memoryview(buf), 0
         while got < nbytes:
             n = fh.readinto(view[got:])
             if not n:
                 raise MergeInputError(f"model '{self.label}': {info.file} ended early while reading tensor '{name}'")
             got += n
-        dtype = getattr(torch, DTYPES[info.dtype][0])
-        t = torch.from_numpy(buf)
-        if nbytes == 0:
-            return torch.empty(info.shape, dtype=dtype)
-        return t.view(dtype).reshape(info.shape)
+        t = torch.from_numpy(buf).view(dtype)
+        return t if elems is not None else t.reshape(info.shape)
 
     def close(self) -> None:
         for fh in self._handles.values():

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -212,13 +213,16 @@ def plan_merge(ref: Checkpoint, cks: Sequence[Checkpoint], method: Method, inclu
 
 
 # -- hashing ------------------------------------------------------------------------------------------------
-def folder_hash(ck: Checkpoint) -> str:
-    """sha256 over config.json and the weight files (names and contents), read in 1 MiB blocks."""
+def folder_hash(ck: Checkpoint, stop: threading.Event | None = None) -> str:
+    """sha256 over config.json and the weight files (names and contents), read in 1 MiB blocks; gives up
+    (returns "") as soon as `stop` is set, so an aborted merge does not wait for it."""
     h = hashlib.sha256()
     for f in [ck.path / "config.json", *sorted(set(ck.files))]:
         h.update(f.name.encode() + b"\0")
         with open(f, "rb") as fh:
             while block := fh.read(1 << 20):
+                if stop is not None and stop.is_set():
+                    return ""
                 h.update(block)
     return h.hexdigest()
 
@@ -232,21 +236,26 @@ class _Streamer:
         self.m, self.refs, self.cks, self.ref = method, refs, cks, ref
         self.lambda_, self.normalize, self.seed = lambda_, normalize, seed
         self.thresholds: list[float] | None = None  # global trim: one per model
+        self.global_passes = 0  # global trim: full passes over the models it took (1, or 2 if a prediction missed)
 
-    def task_vectors(self, plan: TensorPlan) -> list[Any]:
+    def task_vectors(self, plan: TensorPlan, ranges: list[tuple[int, int]] | None = None) -> list[Any]:
         """Per-model float32 task vectors θ_i − θ_ref (or the weights θ_i themselves when not merging against a
-        base), limited to the common rows; the reference tensor is released before returning."""
+        base), limited to the common rows; the reference tensor is released before returning. With `ranges`
+        ((start, count) flat element runs inside the merged region) only those entries, concatenated."""
+        import torch
+
         rows = plan.rows
-        base = None
-        if self.m.uses_base:
-            base = self.ref.read(plan.name).float()
-            if rows is not None:
-                base = base[:rows]
+
+        def load(ck: Checkpoint, name: str) -> Any:
+            if ranges is not None:
+                return torch.cat([ck.read(name, r).float() for r in ranges])
+            x = ck.read(name).float()
+            return x[:rows].clone() if rows is not None else x
+
+        base = load(self.ref, plan.name) if self.m.uses_base else None
         xs = []
         for ck, src in zip(self.cks, plan.sources):
-            x = ck.read(src).float()
-            if rows is not None:
-                x = x[:rows].clone()
+            x = load(ck, src)
             if base is not None:
                 x.sub_(base)
             xs.append(x)
@@ -283,28 +292,67 @@ class _Streamer:
         return out.to(dtype) if out.dtype != dtype else out
 
 
+SAMPLE_CHUNK = 4096  # elements per sampled run
+SAMPLE_CHUNKS = 4  # runs per tensor, evenly spaced
+
+
+def _region(plan: TensorPlan) -> int:
+    """Entries of a merged tensor that take part (all, or the common vocabulary rows)."""
+    if not plan.out.shape:
+        return 1
+    rows = plan.rows if plan.rows is not None else plan.out.shape[0]
+    return rows * math.prod(plan.out.shape[1:])
+
+
+def _sample_ranges(m: int) -> list[tuple[int, int]]:
+    if m <= SAMPLE_CHUNK * SAMPLE_CHUNKS:
+        return [(0, m)]
+    return [(i * (m - SAMPLE_CHUNK) // (SAMPLE_CHUNKS - 1), SAMPLE_CHUNK) for i in range(SAMPLE_CHUNKS)]
+
+
 def _global_thresholds(streamer: _Streamer, plans: Sequence[TensorPlan], refs: Sequence[ModelRef],
                        progress: ProgressFn | None) -> list[float]:
-    """Each model's exact k-th largest |τ| over every merged tensor (k = ⌊density·n⌋), in two passes."""
+    """Each model's exact k-th largest |τ| over every merged tensor (k = ⌊density·n⌋).
+
+    A sample of every tensor (a few KB each) predicts which magnitude bins hold the answer; one streaming pass
+    then counts all entries and keeps those in the predicted bins. If a prediction missed, a second pass counts
+    the right bin. Exact in both cases (see threshold.py)."""
+    from .threshold import estimate_window
+
     merged = [p for p in plans if p.action == "merge"]
-    n = sum(math.prod(p.out.shape[1:]) * (p.rows if p.rows is not None else p.out.shape[0]) if p.out.shape else 1
-            for p in merged)
-    if n == 0:
+    n = sum(_region(p) for p in merged)
+    if n == 0 or all(r.density >= 1.0 for r in refs):
         return [0.0 for _ in refs]
-    selectors = [MagnitudeSelector(methods.keep_count(n, r.density)) if r.density < 1.0 else None for r in refs]
-    if not any(selectors):
-        return [0.0 for _ in refs]
+    ks = [methods.keep_count(n, r.density) for r in refs]
+    samples: list[list[tuple[Any, float]]] = [[] for _ in refs]
+    for j, p in enumerate(merged):
+        m = _region(p)
+        ranges = _sample_ranges(m)
+        xs = streamer.task_vectors(p, ranges)
+        weight = m / sum(c for _, c in ranges)
+        for i, x in enumerate(xs):
+            samples[i].append((x.abs_(), weight))
+        if progress:
+            progress(j + 1, len(merged), f"global trim sample: {p.name}")
+    selectors = [
+        MagnitudeSelector(k, estimate_window(smp, k, n)) if r.density < 1.0 else None
+        for r, k, smp in zip(refs, ks, samples)
+    ]
+    del samples
     for pass_ in (1, 2):
+        active = [s for s in selectors if s is not None and (pass_ == 1 or s.needs_second_pass)]
+        if not active:
+            break
         for j, p in enumerate(merged):
             for sel, x in zip(selectors, streamer.task_vectors(p)):
-                if sel is not None:
+                if sel is not None and sel in active:
                     sel.add(x)
             if progress:
                 progress(j + 1, len(merged), f"global trim pass {pass_}: {p.name}")
         if pass_ == 1:
-            for sel in selectors:
-                if sel is not None:
-                    sel.next_pass()
+            for sel in active:
+                sel.next_pass()
+        streamer.global_passes = pass_
     return [sel.value() if sel is not None else 0.0 for sel in selectors]
 
 
@@ -353,12 +401,20 @@ def merge(
     refs = [r if isinstance(r, ModelRef) else ModelRef(r) for r in models]
     m = check_params(method, refs, base, lambda_, trim, dtype, vocab_mismatch)
     out = Path(out)
+    if base is not None and base_label in {r.label for r in refs}:
+        raise MergeInputError(f"merge '{method}': label '{base_label}' names both the base and a model")
+    for p in [*(r.path for r in refs), *([base] if base is not None else [])]:
+        src = Path(p).resolve()
+        if out.resolve() == src or src in out.resolve().parents or out.resolve() in src.parents:
+            raise MergeInputError(f"merge: output {out} overlaps the input model folder {p}")
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise MergeInputError(f"merge: output {out} already exists and is not empty (pass overwrite=True to replace it)")
     normalize = m.normalize if normalize is None else normalize
     max_bytes = parse_size(max_shard_size)
 
     opened: list[Checkpoint] = []
+    hasher: ThreadPoolExecutor | None = None
+    stop_hashing = threading.Event()
     try:
         cks = []
         for r in refs:
@@ -380,10 +436,10 @@ def merge(
                 f"reference '{ref.label}' shapes (vocab_size {ref.vocab_size}); take files from '{ref.label}'"
             )
 
-        hasher = ThreadPoolExecutor(max_workers=1) if hash_inputs else None
         hashes: dict[str, Future[str]] = {}
-        if hasher is not None:
-            hashes = {c.label: hasher.submit(folder_hash, c) for c in by_label.values()}
+        if hash_inputs:  # overlaps with the merge; its reads hit the same page cache
+            hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plinth-ties-hash")
+            hashes = {c.label: hasher.submit(folder_hash, c, stop_hashing) for c in by_label.values()}
 
         streamer = _Streamer(m, refs, cks, ref, lambda_, normalize, seed)
         if m.sparsify == "magnitude" and trim == "global":
@@ -426,9 +482,9 @@ def merge(
             }
             if streamer.thresholds is not None:
                 record["thresholds"] = {r.label: t for r, t in zip(refs, streamer.thresholds)}
-            if hasher is not None:
+                record["global_trim_passes"] = streamer.global_passes
+            if hashes:
                 digests = {k: f.result() for k, f in hashes.items()}
-                hasher.shutdown()
                 if record["base"] is not None:
                     record["base"]["sha256"] = digests[base_ck.label]  # type: ignore[union-attr]
                 for entry in record["models"]:
@@ -445,9 +501,10 @@ def merge(
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-            if hasher is not None:
-                hasher.shutdown(cancel_futures=True)
     finally:
+        if hasher is not None:
+            stop_hashing.set()
+            hasher.shutdown(wait=True, cancel_futures=True)
         for c in opened:
             c.close()
     return MergeResult(out, method, record)

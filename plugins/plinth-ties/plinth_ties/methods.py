@@ -80,7 +80,7 @@ def trim_to_density_(delta: Any, density: float) -> float:
 
 def combine(deltas: list[Any], weights: Sequence[float], sign_consensus: bool, normalize: bool) -> Any:
     """Mix (already sparsified) deltas into one. Consumes `deltas` (the list is emptied, its tensors reused as
-    buffers) so that at most about N + 2 tensors of this size are alive at once.
+    buffers): besides the N deltas only the elected sign, the divisor and a boolean mask are alive.
 
     Without consensus: Σ w_i δ_i (÷ Σ w_i when normalize). With consensus (TIES): keep only entries whose
     weighted sign agrees with sign(Σ w_i δ_i) (zeros never agree); normalize divides each entry by the sum of the
@@ -108,11 +108,11 @@ def combine(deltas: list[Any], weights: Sequence[float], sign_consensus: bool, n
     sign.sign_()
     divisor = torch.zeros_like(deltas[0]) if normalize else None
     for d, w in zip(deltas, weights):
-        agree = torch.mul(d, sign).gt_(0.0)  # same sign as the election, and non-zero (as float 1/0)
-        d.mul_(agree)
+        # zero the entries that disagree with γ, in place: d·γ is |d| where they agree and ≤ 0 elsewhere, so
+        # clamping at 0 and multiplying by γ again (exact: γ is ±1 or 0) restores exactly the agreeing entries
+        d.mul_(sign).clamp_(min=0.0).mul_(sign)
         if divisor is not None:
-            divisor.add_(agree, alpha=w)
-        del agree
+            divisor.add_(d.ne(0.0), alpha=w)
     del sign
     mixed = deltas.pop(0)
     while deltas:
