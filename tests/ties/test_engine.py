@@ -210,3 +210,31 @@ def test_vocab_common_rows(tiny_models, tmp_path):
     want = b[e] + (a[e] - b[e]) + (st[e][:n] - b[e])
     assert torch.allclose(got[e], want, atol=1e-6)
     assert res.record["tensors"]["common_rows"] == {e: n}
+
+
+def test_global_trim_over_common_rows_and_sampled_chunks(tiny_models, tmp_path, monkeypatch):
+    """Global trim counts only the shared vocabulary rows; with small sample runs the prediction is inexact and
+    the threshold must still be the exact k-th magnitude."""
+    from plinth_ties import engine
+
+    base, fts = tiny_models
+    big = perturb(base, tmp_path / "big", seed=4)
+    st = tensors_of(big)
+    e = "model.embed_tokens.weight"
+    st[e] = torch.cat([st[e], torch.randn(5, st[e].shape[1])])
+    from safetensors.torch import save_file
+
+    save_file(st, str(big / "model.safetensors"), metadata={"format": "pt"})
+    cfg = json.loads((big / "config.json").read_text())
+    cfg["vocab_size"] += 5
+    (big / "config.json").write_text(json.dumps(cfg))
+    monkeypatch.setattr(engine, "SAMPLE_CHUNK", 8)  # tiny samples: the window is a guess
+    b = tensors_of(base)
+    n = b[e].shape[0]
+    deltas = torch.cat([(st[k][:n] if k == e else st[k]) .sub(b[k]).abs().reshape(-1) for k in b])
+    k = int(0.3 * deltas.numel())
+    want = float(torch.kthvalue(deltas, deltas.numel() - k + 1).values)
+    res = merge("ties", [ModelRef(big, "big", density=0.3)], tmp_path / "o", base, trim="global",
+                vocab_mismatch="common", hash_inputs=False)
+    assert res.thresholds["big"] == want
+    assert res.record["global_trim_passes"] in (1, 2)

@@ -68,7 +68,7 @@ class TiesConfig(TaskArithmeticConfig):
     trim: Literal["per_tensor", "global"] = Field(
         "per_tensor",
         description="Where top-k is taken: 'per_tensor' (mergekit) or 'global' over the whole model (the paper; "
-        "exact, two extra streaming passes).",
+        "exact; one extra streaming pass).",
     )
 
 

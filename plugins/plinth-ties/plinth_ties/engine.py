@@ -3,10 +3,11 @@
 A merge runs in three steps, and nothing is written before the first two succeed:
 1. plan: open every input's headers (no weights), check architectures, tensor names, shapes, vocab sizes, and
    decide per tensor whether it is merged or copied from the reference model, and its output dtype and shard;
-2. (global trim only) two streaming passes over the task vectors find each model's exact top-k magnitude;
+2. (global trim only) a sample of every tensor, then one streaming pass (two if the sample misled it), find
+   each model's exact top-k magnitude;
 3. stream: tensor by tensor, read the inputs, merge, and append to the output shard in a hidden temporary folder;
    copy config/tokenizer files, write `merge.json`, then rename the folder into place.
-At any moment only one tensor name is in flight: N + 1 input copies plus a few accumulators of that one tensor.
+At any moment only one tensor name is in flight: its N task vectors plus about two float32 buffers of its size.
 """
 
 from __future__ import annotations
