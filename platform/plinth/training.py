@@ -524,17 +524,37 @@ def resume_checkpoint(config: TrainingConfig, ctx: "StageContext") -> str | None
         if not (path / "trainer_state.json").exists():
             raise ConfigError(f"stage '{ctx.stage}': resume = {config.resume!r} is not a checkpoint folder")
         return str(path)
-    from transformers.trainer_utils import get_last_checkpoint
-
     if not ckpts.is_dir():
         return None
-    last = get_last_checkpoint(str(ckpts))
+    last = last_complete_checkpoint(ckpts, remove_incomplete=ctx.is_main)
     if last is None:
         return None
     if not stamp.exists() or stamp.read_text().strip() != fingerprint:
         log.warning("stage '%s': ignoring checkpoints in %s written with other settings", ctx.stage, ckpts)
         return None
     return last
+
+
+def last_complete_checkpoint(folder: Path, remove_incomplete: bool = False) -> str | None:
+    """The newest `checkpoint-N` whose trainer_state.json (written last by transformers) parses. A process killed
+    while saving leaves a newer, incomplete folder: it is skipped (and removed when `remove_incomplete`)."""
+    import re
+    import shutil
+
+    found = []
+    for p in Path(folder).iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+            return str(path)
+        except (OSError, ValueError):
+            log.warning("ignoring incomplete checkpoint %s (killed while saving?)", path)
+            if remove_incomplete:
+                shutil.rmtree(path, ignore_errors=True)
+    return None
 
 
 def stamp_checkpoints(config: TrainingConfig, ctx: "StageContext") -> None:

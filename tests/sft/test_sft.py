@@ -247,3 +247,60 @@ def test_training_arguments_follow_config(tmp_path):
 
     if not torch.cuda.is_available():
         assert args.use_cpu and not args.bf16 and not args.fp16
+
+
+KILL_PIPELINE = """
+[run]
+name = "kill-test"
+
+[stages.sft]
+slot = "trainer"
+component = "sft"
+model = "{model}"
+max_steps = {steps}
+batch_size = 4
+learning_rate = 1e-3
+logging_steps = 10
+save_steps = 10
+max_length = 64
+inputs = {{ dataset = {{ path = "{data}", kind = "dataset" }} }}
+"""
+
+
+def test_plinth_run_killed_mid_training_resumes_from_checkpoint(tmp_path, tiny_model):
+    """kill -9 the whole `plinth run` once a checkpoint exists; the re-run continues from it, not from step 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    steps = 120
+    data = write_jsonl(tmp_path / "d.jsonl", sum_rows())
+    pipe = tmp_path / "p.toml"
+    pipe.write_text(KILL_PIPELINE.format(model=tiny_model, data=data, steps=steps))
+    cmd = [str(Path(sys.executable).parent / "plinth"), "run", str(pipe), "--run-dir", str(tmp_path / "run")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    ckpts = tmp_path / "run" / "stages" / "sft" / "work" / "checkpoints"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(ckpts.glob("checkpoint-*"))) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "training finished before it could be killed; raise `steps`"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = max(int(p.name.split("-")[1]) for p in ckpts.glob("checkpoint-*"))
+    assert 0 < done < steps
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    logged = metrics(tmp_path / "run")
+    resumed = [m["resumed_from_step"] for m in logged if "resumed_from_step" in m]
+    assert len(resumed) == 1 and resumed[0] >= done - 10  # the newest complete checkpoint (one may be half-written)
+    after = [m["step"] for m in logged if "loss" in m and m["time"] > min(m2["time"] for m2 in logged if "resumed_from_step" in m2)]
+    assert after and min(after) > resumed[0]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    summary = json.loads((tmp_path / "run" / manifest["stages"]["sft"]["outputs"]["metrics"]["path"]).read_text())
+    assert summary["global_step"] == steps
