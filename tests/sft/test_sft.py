@@ -304,3 +304,21 @@ def test_plinth_run_killed_mid_training_resumes_from_checkpoint(tmp_path, tiny_m
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     summary = json.loads((tmp_path / "run" / manifest["stages"]["sft"]["outputs"]["metrics"]["path"]).read_text())
     assert summary["global_step"] == steps
+
+
+@pytest.mark.slow
+def test_sft_under_builtin_ddp_two_processes(tmp_path, tiny_model):
+    """The core's `ddp` strategy: `plinth run` starts 2 gloo processes; the trainer sees world size 2."""
+    import os
+    import subprocess
+    import sys
+
+    data = write_jsonl(tmp_path / "d.jsonl", sum_rows())
+    pipe = tmp_path / "p.toml"
+    pipe.write_text(KILL_PIPELINE.format(model=tiny_model, data=data, steps=6)
+                    + 'strategy = { name = "ddp", nproc_per_node = 2 }\n')
+    cmd = [str(Path(sys.executable).parent / "plinth"), "run", str(pipe), "--run-dir", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "stages" / "sft" / "out" / "metrics.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_step"] == 6

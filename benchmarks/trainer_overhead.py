@@ -1,0 +1,190 @@
+"""What does plinth cost on top of trl? The same model, data and steps through `plinth run` and through a bare trl
+script, in one run, alternating, each in its own fresh process.
+
+    python benchmarks/trainer_overhead.py                      # a random Qwen2 (~13M parameters), 40 steps
+    python benchmarks/trainer_overhead.py --model smollm2-135m-instruct --steps 8 --batch 4
+
+Prints, for SFT and KTO: training throughput (samples/s over trl's own train loop, `train_samples_per_second`),
+ratio plinth / bare (target >= 0.97); wall time of the whole process; peak resident memory of the process
+(ru_maxrss), ratio plinth / bare (target <= 1.05). Median over `--repeats` alternating pairs. Both sides write the
+same checkpoints (plinth needs them for resume) and the final model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+BARE = textwrap.dedent(
+    '''
+    """A bare trl script, as a user would write it without plinth."""
+    import json, sys, time
+    import torch, trl
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    method, model_path, data_path, out, steps, batch, max_length, lr = sys.argv[1:9]
+    steps, batch, max_length, lr = int(steps), int(batch), int(max_length), float(lr)
+    rows = [json.loads(l) for l in open(data_path)]
+    for r in rows:
+        r["prompt"] = [{"role": "user", "content": r["prompt"]}]
+        r["completion"] = [{"role": "assistant", "content": r["completion"]}]
+    tok = AutoTokenizer.from_pretrained(model_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    common = dict(output_dir=out + "/checkpoints", learning_rate=lr, lr_scheduler_type="constant", max_steps=steps,
+                  per_device_train_batch_size=batch, seed=0, data_seed=0, logging_steps=10, save_steps=steps,
+                  save_strategy="steps", report_to="none", use_cpu=True, bf16=False, fp16=False, optim="adamw_torch",
+                  activation_checkpointing=False, disable_tqdm=True, max_length=max_length, remove_unused_columns=False)
+    if method == "sft":
+        args = trl.SFTConfig(**common)
+        trainer = trl.SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    else:
+        args = trl.KTOConfig(beta=0.1, **common)
+        trainer = trl.KTOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    result = trainer.train()
+    trainer.save_model(out + "/model")
+    print("RESULT " + json.dumps(result.metrics))
+    '''
+)
+
+PIPELINE = """
+[run]
+name = "overhead"
+
+[stages.train]
+slot = "trainer"
+component = "{method}"
+model = "{model}"
+learning_rate = {lr}
+lr_scheduler = "constant"
+max_steps = {steps}
+batch_size = {batch}
+max_length = {max_length}
+logging_steps = 10
+save_steps = {steps}
+seed = 0
+shuffle_kto = 0
+inputs = {{ dataset = {{ path = "{data}", kind = "dataset" }} }}
+"""
+
+
+def make_model(root: Path, spec: str) -> str:
+    if spec != "random":
+        from plinth.hf import resolve_model
+
+        return str(resolve_model(spec))
+    from plinth.testing import tiny_causal_lm
+
+    return str(tiny_causal_lm(root / "model", hidden_size=512, num_layers=4))
+
+
+def make_data(root: Path, method: str, n: int = 256) -> Path:
+    rng = random.Random(0)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(10, 999), rng.randint(10, 999)
+        prompt = f"What is {a} + {b}? Answer with the number."
+        if method == "sft":
+            rows.append({"prompt": prompt, "completion": f"{a} + {b} = {a + b}."})
+        else:
+            good = i % 2 == 0
+            rows.append({"prompt": prompt, "completion": f"{a} + {b} = {a + b if good else a + b + 7}.",
+                         "label": good})
+    path = root / f"{method}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Run `cmd`; return (wall seconds, peak RSS in MiB of the process tree's largest process, stdout)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{text[-3000:]}")
+    return wall, usage.ru_maxrss // 1024, text
+
+
+def run_bare(root: Path, method: str, model: str, data: Path, a: argparse.Namespace, env, i: int) -> dict:
+    script = root / "bare.py"
+    script.write_text(BARE)
+    out = root / f"bare-{method}-{i}"
+    wall, rss, text = measure([sys.executable, str(script), method, model, str(data), str(out), str(a.steps),
+                               str(a.batch), str(a.max_length), str(a.lr)], env)
+    line = next(l for l in text.splitlines() if l.startswith("RESULT "))
+    metrics = json.loads(line[len("RESULT "):])
+    return {"sps": metrics["train_samples_per_second"], "wall": wall, "rss": rss}
+
+
+def run_plinth(root: Path, method: str, model: str, data: Path, a: argparse.Namespace, env, i: int) -> dict:
+    pipe = root / f"{method}.toml"
+    text = PIPELINE.format(method=method, model=model, lr=a.lr, steps=a.steps, batch=a.batch,
+                           max_length=a.max_length, data=data)
+    # same data order as the bare script: plinth's KTO shuffles rows once by default; keep them in file order
+    text = text.replace("shuffle_kto = 0\n", "shuffle = false\n" if method == "kto" else "")
+    pipe.write_text(text)
+    run_dir = root / f"plinth-{method}-{i}"
+    plinth = str(Path(sys.executable).parent / "plinth")
+    wall, rss, _ = measure([plinth, "run", str(pipe), "--run-dir", str(run_dir)], env)
+    records = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    sps = next(r["train_samples_per_second"] for r in records if "train_samples_per_second" in r)
+    return {"sps": sps, "wall": wall, "rss": rss}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="random", help='"random" (a ~13M Qwen2) or a model alias/folder')
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--methods", default="sft,kto")
+    a = p.parse_args()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PLINTH_PROGRESS": "off",
+           "TOKENIZERS_PARALLELISM": "false"}
+    with tempfile.TemporaryDirectory(prefix="plinth-overhead-") as tmp:
+        root = Path(tmp)
+        model = make_model(root, a.model)
+        print(f"model {a.model} | {a.steps} steps x batch {a.batch} x max_length {a.max_length} | "
+              f"{a.repeats} alternating repeats | {os.cpu_count()} CPUs")
+        rows = []
+        for method in a.methods.split(","):
+            data = make_data(root, method)
+            bare, plin = [], []
+            for i in range(a.repeats):
+                order = [("bare", run_bare), ("plinth", run_plinth)]
+                if i % 2:
+                    order.reverse()
+                for name, fn in order:
+                    res = fn(root, method, model, data, a, env, i)
+                    (bare if name == "bare" else plin).append(res)
+            med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
+            rows.append((method, med(bare, "sps"), med(plin, "sps"), med(bare, "wall"), med(plin, "wall"),
+                         med(bare, "rss"), med(plin, "rss")))
+        print(f"{'method':6} {'bare samp/s':>11} {'plinth':>8} {'ratio':>6}  {'bare wall s':>11} {'plinth':>7}  "
+              f"{'bare RSS MiB':>12} {'plinth':>7} {'ratio':>6}")
+        for m, bs, ps, bw, pw, br, pr in rows:
+            print(f"{m:6} {bs:11.2f} {ps:8.2f} {ps / bs:6.3f}  {bw:11.1f} {pw:7.1f}  {br:12.0f} {pr:7.0f} {pr / br:6.3f}")
+        print("targets: throughput ratio >= 0.97, peak-memory ratio <= 1.05")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
