@@ -1,7 +1,8 @@
 """What a component sees while it runs: its inputs, where to write, the strategy, and how to report.
 
 `output_dir` is emptied before each attempt and only counts once the stage is marked complete;
-`work_dir` survives attempts (checkpoints, caches), which is how a killed trainer resumes mid-stage.
+`work_dir` survives attempts of the same config (checkpoints), which is how a killed trainer resumes mid-stage;
+`cache_dir` survives config changes too: only for content-addressed caches (e.g. teacher calls keyed by prompt).
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ class StageContext:
     round: int = 1
     hook: Any = None  # pluggy HookRelay; None in unit tests that build a context by hand
     params: dict[str, Any] = field(default_factory=dict)  # the raw stage parameters, for provenance
+
+    @property
+    def cache_dir(self) -> Path:
+        """RUN_DIR/cache/<stage name>: kept across attempts, config changes and rounds. Only for caches whose keys
+        fully describe their content, since nothing here is ever invalidated by the runner."""
+        path = self.run_dir / "cache" / self.stage.split("@")[0]
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     # -- process layout ---------------------------------------------------------------------------------
     @property

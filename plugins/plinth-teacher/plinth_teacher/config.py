@@ -126,7 +126,7 @@ class TeacherConfig(ComponentConfig):
                                     "batch_size, dtype, device; openai: base_url, model, api_key_env, concurrency, "
                                     "timeout, max_retries, backoff)")
     cache: bool = Field(True, description="cache every teacher/student call on disk (resume, free re-runs)")
-    cache_dir: str | None = Field(None, description="cache folder (default: the stage's work dir)")
+    cache_dir: str | None = Field(None, description="cache folder (default: RUN_DIR/cache/<stage>, kept across config changes; keys are content hashes)")
     seed: int = Field(0, description="base seed for sampling")
     seeds: SeedsConfig = Field(default_factory=SeedsConfig, description="step 1: where prompts come from (reasoning-gym, file, HumanEval, topics)")
     evolve: EvolveConfig = Field(default_factory=EvolveConfig, description="step 2: teacher-driven Evol-Instruct rewrites with topic steering")

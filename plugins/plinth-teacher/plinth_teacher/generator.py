@@ -1,8 +1,8 @@
 """The `teacher` generator: seeds -> diversity (evolve, dedup, decontaminate) -> safety -> accuracy
 (self-consistency, verifier, judge) -> SFT data; then the student's own answers, labelled and balanced -> KTO data.
 
-Every teacher and student call goes through a disk cache in the stage's work dir, so a killed stage resumes
-without paying for finished calls; accepted rows are appended to `work_dir/accepted.jsonl` as they are decided,
+Every teacher and student call goes through a disk cache in RUN_DIR/cache/<stage> (ctx.cache_dir), so a killed
+stage resumes without paying for finished calls; accepted rows are appended to `work_dir/accepted.jsonl` as they are decided,
 so what was accepted before a failure stays on disk. Each step's counts go to `stats.json`.
 """
 
@@ -44,7 +44,7 @@ class TeacherGenerator(Generator):
 
     # -- back ends -------------------------------------------------------------------------------------
     def _cache_dir(self, ctx: StageContext) -> Path:
-        return Path(self.config.cache_dir) if self.config.cache_dir else ctx.work_dir / "cache"
+        return Path(self.config.cache_dir) if self.config.cache_dir else ctx.cache_dir
 
     def _wrap(self, backend: ChatBackend, ctx: StageContext) -> ChatBackend:
         return CachedChat(backend, self._cache_dir(ctx)) if self.config.cache else backend

@@ -1,4 +1,6 @@
-"""Entry point: registers the `teacher` generator and the `hf` / `openai` chat back ends."""
+"""Entry point: registers the `teacher` generator and the `hf` / `openai` chat back ends.
+
+Lazy "module:Class" references: nothing below is imported until a pipeline or a judge uses it."""
 
 from __future__ import annotations
 
@@ -7,15 +9,10 @@ from plinth import hookimpl
 
 @hookimpl
 def plinth_register_generators(register):
-    from .generator import TeacherGenerator
-
-    register("teacher", TeacherGenerator)
+    register("teacher", "plinth_teacher.generator:TeacherGenerator")
 
 
 @hookimpl
 def plinth_register_chat_backends(register):
-    from .hf_backend import HFChat
-    from .openai_backend import OpenAIChat
-
-    register("hf", HFChat)
-    register("openai", OpenAIChat)
+    register("hf", "plinth_teacher.hf_backend:HFChat")
+    register("openai", "plinth_teacher.openai_backend:OpenAIChat")
