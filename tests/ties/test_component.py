@@ -123,3 +123,6 @@ inputs = {{ models = ["merge.model", {{ path = "{fts[2]}", label = "c" }}] }}
         assert manifest["stages"][stage]["status"] == "complete"
     rec = json.loads((tmp_path / "run" / manifest["stages"]["fuse"]["outputs"]["model"]["path"] / "merge.json").read_text())
     assert [m["label"] for m in rec["models"]] == ["merge.model", "c"]
+    # the earlier stage's output was hashed by the runner: reused, not re-read; the external input is hashed here
+    assert rec["models"][0]["content_hash"] == manifest["stages"]["merge"]["outputs"]["model"]["meta"]["hash"]
+    assert len(rec["models"][1]["sha256"]) == 64

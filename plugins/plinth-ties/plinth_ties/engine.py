@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import methods
-from .checkpoint import DTYPES, INDEX_NAME, PICKLE_SUFFIXES, TORCH_TO_CODE, Checkpoint, TensorInfo
+from .checkpoint import DTYPES, INDEX_NAME, PICKLE_SUFFIXES, Checkpoint, TensorInfo
 from .errors import MergeInputError
 from .threshold import MagnitudeSelector
 from .writer import OutTensor, ShardedWriter, parse_size
@@ -66,6 +66,8 @@ class ModelRef:
     label: str | None = None
     weight: float = 1.0
     density: float = 1.0
+    #: a content hash already known (e.g. the runner's `meta["hash"]`); recorded instead of hashing again
+    content_hash: str | None = None
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -392,6 +394,7 @@ def merge(
     hash_inputs: bool = True,
     overwrite: bool = False,
     base_label: str = "base",
+    base_hash: str | None = None,
     progress: ProgressFn | None = None,
 ) -> MergeResult:
     """Merge `models` (into `base` for task-vector methods) and write a Hugging Face folder at `out`.
@@ -438,9 +441,15 @@ def merge(
             )
 
         hashes: dict[str, Future[str]] = {}
+        known: dict[str, str] = {}
         if hash_inputs:  # overlaps with the merge; its reads hit the same page cache
             hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plinth-ties-hash")
-            hashes = {c.label: hasher.submit(folder_hash, c, stop_hashing) for c in by_label.values()}
+            known = {r.label: r.content_hash for r in refs if r.content_hash}
+            if base_ck is not None and base_hash:
+                known[base_ck.label] = base_hash
+            hashes = {
+                c.label: hasher.submit(folder_hash, c, stop_hashing) for c in by_label.values() if c.label not in known
+            }
 
         streamer = _Streamer(m, refs, cks, ref, lambda_, normalize, seed)
         if m.sparsify == "magnitude" and trim == "global":
@@ -484,12 +493,13 @@ def merge(
             if streamer.thresholds is not None:
                 record["thresholds"] = {r.label: t for r, t in zip(refs, streamer.thresholds)}
                 record["global_trim_passes"] = streamer.global_passes
-            if hashes:
+            if hash_inputs:
                 digests = {k: f.result() for k, f in hashes.items()}
-                if record["base"] is not None:
-                    record["base"]["sha256"] = digests[base_ck.label]  # type: ignore[union-attr]
-                for entry in record["models"]:
-                    entry["sha256"] = digests[entry["label"]]
+                for entry in ([record["base"]] if record["base"] is not None else []) + record["models"]:
+                    if entry["label"] in digests:
+                        entry["sha256"] = digests[entry["label"]]  # config.json + weight files
+                    else:
+                        entry["content_hash"] = known[entry["label"]]  # plinth.artifacts.content_hash of the folder
             record["seconds"] = round(time.perf_counter() - t0, 3)
             (tmp / "merge.json").write_text(json.dumps(record, indent=2) + "\n")
             if out.exists():
@@ -511,4 +521,4 @@ def merge(
     return MergeResult(out, method, record)
 
 
-__all__ = ["METHODS", "MergeResult", "ModelRef", "TORCH_TO_CODE", "merge", "plan_merge"]
+__all__ = ["METHODS", "MergeResult", "ModelRef", "merge", "plan_merge"]

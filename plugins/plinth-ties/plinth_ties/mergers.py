@@ -104,8 +104,11 @@ class _EngineMerger(Merger):
         fields = type(cfg).model_fields
         densities = per_model(density_cfg, arts, "density", fields["density"].default if "density" in fields else 1.0,
                               ctx.stage)
-        refs = [ModelRef(a.path, _label(a), w, d) for a, w, d in zip(arts, weights, densities)]
+        # the runner has already hashed artifacts made by earlier stages (meta["hash"]): reuse, don't re-read
+        refs = [ModelRef(a.path, _label(a), w, d, (a.meta or {}).get("hash")) for a, w, d in zip(arts, weights, densities)]
         base, base_label = self._base(ctx)
+        base_art = ctx.inputs.get("base")
+        base_hash = (base_art.meta or {}).get("hash") if isinstance(base_art, Artifact) else None
         files_from = cfg.files_from
         if files_from is not None and files_from != base_label:
             match = [_label(a) for a in arts if files_from in _keys(a)]
@@ -122,6 +125,7 @@ class _EngineMerger(Merger):
                 normalize=cfg.normalize, dtype=cfg.dtype, include=cfg.include, copy=cfg.copy_,
                 vocab_mismatch=cfg.vocab_mismatch, allow_pickle=cfg.allow_pickle, files_from=files_from,
                 max_shard_size=cfg.max_shard_size, hash_inputs=cfg.hash_inputs, overwrite=True, base_label=base_label,
+                base_hash=base_hash,
                 progress=lambda done, total, name: _step(bar, done, total, name),
                 **self._engine_kwargs(),
             )
