@@ -679,6 +679,8 @@ def final_metrics(trainer: Any) -> dict[str, Any]:
         out.update({k: v for k, v in entry.items() if isinstance(v, (int, float))})
     out["global_step"] = trainer.state.global_step
     out["world_size"] = trainer.args.world_size
+    out["precision"] = "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32"
+    out["device"] = str(trainer.args.device)
     plugin = getattr(getattr(getattr(trainer, "accelerator", None), "state", None), "deepspeed_plugin", None)
     out["deepspeed_zero_stage"] = getattr(plugin, "zero_stage", None) if plugin is not None else None
     return out

@@ -79,7 +79,8 @@ def test_load_save_roundtrip_generates(tmp_path, tiny):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model, tok = hf.load_model_and_tokenizer(tiny, dtype="auto", device="cpu")
-    assert model.dtype == torch.float32  # CPU -> fp32
+    assert model.dtype == hf.torch_dtype(hf.choose_precision())  # fp32 on a CPU-only machine, bf16 with a GPU
+    model = model.float()
     out = hf.save_model_folder(model, tok, tmp_path / "saved")
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json"} <= names
@@ -100,7 +101,7 @@ def test_save_merges_lora_and_casts(tmp_path, tiny):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model, tok = hf.load_model_and_tokenizer(tiny, device="cpu")
+    model, tok = hf.load_model_and_tokenizer(tiny, dtype="fp32", device="cpu")
     peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], init_lora_weights=False))
     x = torch.tensor([[5, 6, 7]])
     with torch.no_grad():

@@ -62,6 +62,11 @@ def test_sft_loss_falls_and_output_reloads(tmp_path, tiny_model):
     assert logged[-1]["loss"] < 0.7 * logged[0]["loss"]
     summary = json.loads(out["metrics"].path.read_text())
     assert summary["global_step"] == 12 and summary["data/examples"] == 100 and summary["base_model"] == "tiny"
+    import torch
+
+    # precision "auto": bf16 mixed precision on GPUs that have it, fp32 on the CPU
+    want = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "fp32"
+    assert summary["precision"] == want and summary["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
     text = generate(folder)
     assert isinstance(text, str)  # loads with plain transformers and generates
 
