@@ -238,3 +238,10 @@ def test_global_trim_over_common_rows_and_sampled_chunks(tiny_models, tmp_path, 
                 vocab_mismatch="common", hash_inputs=False)
     assert res.thresholds["big"] == want
     assert res.record["global_trim_passes"] in (1, 2)
+
+
+def test_num_threads_is_scoped_to_the_merge(tiny_models, tmp_path):
+    base, fts = tiny_models
+    before = torch.get_num_threads()
+    merge("ties", refs(fts), tmp_path / "o", base, num_threads=1, hash_inputs=False)
+    assert torch.get_num_threads() == before

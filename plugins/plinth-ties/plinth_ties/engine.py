@@ -395,6 +395,7 @@ def merge(
     overwrite: bool = False,
     base_label: str = "base",
     base_hash: str | None = None,
+    num_threads: int | None = None,
     progress: ProgressFn | None = None,
 ) -> MergeResult:
     """Merge `models` (into `base` for task-vector methods) and write a Hugging Face folder at `out`.
@@ -416,6 +417,13 @@ def merge(
     normalize = m.normalize if normalize is None else normalize
     max_bytes = parse_size(max_shard_size)
 
+    if num_threads is not None and num_threads < 1:
+        raise MergeInputError(f"merge: num_threads must be at least 1, got {num_threads}")
+    import torch
+
+    threads_before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
     opened: list[Checkpoint] = []
     hasher: ThreadPoolExecutor | None = None
     stop_hashing = threading.Event()
@@ -518,6 +526,7 @@ def merge(
             hasher.shutdown(wait=True, cancel_futures=True)
         for c in opened:
             c.close()
+        torch.set_num_threads(threads_before)
     return MergeResult(out, method, record)
 
 

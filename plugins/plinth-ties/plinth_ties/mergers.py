@@ -125,7 +125,7 @@ class _EngineMerger(Merger):
                 normalize=cfg.normalize, dtype=cfg.dtype, include=cfg.include, copy=cfg.copy_,
                 vocab_mismatch=cfg.vocab_mismatch, allow_pickle=cfg.allow_pickle, files_from=files_from,
                 max_shard_size=cfg.max_shard_size, hash_inputs=cfg.hash_inputs, overwrite=True, base_label=base_label,
-                base_hash=base_hash,
+                base_hash=base_hash, num_threads=cfg.num_threads,
                 progress=lambda done, total, name: _step(bar, done, total, name),
                 **self._engine_kwargs(),
             )
