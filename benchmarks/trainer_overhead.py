@@ -6,7 +6,8 @@ script, in one run, alternating, each in its own fresh process.
 
 Prints, for SFT and KTO: training throughput (samples/s over trl's own train loop, `train_samples_per_second`),
 ratio plinth / bare (target >= 0.97); wall time of the whole process; peak resident memory of the process
-(ru_maxrss), ratio plinth / bare (target <= 1.05). Median over `--repeats` alternating pairs. Both sides write the
+(ru_maxrss) and, on a GPU, peak allocated GPU memory, ratio plinth / bare (target <= 1.05). Both sides use the same
+precision (plinth's "auto": bf16 mixed precision on GPUs that have it, fp32 on the CPU). Median over `--repeats` alternating pairs. Both sides write the
 same checkpoints (plinth needs them for resume) and the final model.
 """
 
@@ -42,9 +43,12 @@ BARE = textwrap.dedent(
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    gpu = torch.cuda.is_available()
+    bf16 = gpu and torch.cuda.is_bf16_supported()  # the usual choice: bf16 mixed precision where the GPU has it
     common = dict(output_dir=out + "/checkpoints", learning_rate=lr, lr_scheduler_type="constant", max_steps=steps,
                   per_device_train_batch_size=batch, seed=0, data_seed=0, logging_steps=10, save_steps=steps,
-                  save_strategy="steps", report_to="none", use_cpu=True, bf16=False, fp16=False, optim="adamw_torch",
+                  save_strategy="steps", report_to="none", use_cpu=not gpu, bf16=bf16, fp16=gpu and not bf16,
+                  optim="adamw_torch",
                   activation_checkpointing=False, disable_tqdm=True, max_length=max_length, remove_unused_columns=False)
     if method == "sft":
         args = trl.SFTConfig(**common)
@@ -54,7 +58,10 @@ BARE = textwrap.dedent(
         trainer = trl.KTOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
     result = trainer.train()
     trainer.save_model(out + "/model")
-    print("RESULT " + json.dumps(result.metrics))
+    metrics = dict(result.metrics)
+    if gpu:
+        metrics["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    print("RESULT " + json.dumps(metrics))
     '''
 )
 
@@ -129,7 +136,8 @@ def run_bare(root: Path, method: str, model: str, data: Path, a: argparse.Namesp
                                str(a.batch), str(a.max_length), str(a.lr)], env)
     line = next(l for l in text.splitlines() if l.startswith("RESULT "))
     metrics = json.loads(line[len("RESULT "):])
-    return {"sps": metrics["train_samples_per_second"], "wall": wall, "rss": rss}
+    return {"sps": metrics["train_samples_per_second"], "wall": wall, "rss": rss,
+            "gpu": metrics.get("peak_gpu_memory_mib", 0.0)}
 
 
 def run_plinth(root: Path, method: str, model: str, data: Path, a: argparse.Namespace, env, i: int) -> dict:
@@ -144,7 +152,8 @@ def run_plinth(root: Path, method: str, model: str, data: Path, a: argparse.Name
     wall, rss, _ = measure([plinth, "run", str(pipe), "--run-dir", str(run_dir)], env)
     records = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     sps = next(r["train_samples_per_second"] for r in records if "train_samples_per_second" in r)
-    return {"sps": sps, "wall": wall, "rss": rss}
+    summary = json.loads((run_dir / "stages" / "train" / "out" / "metrics.json").read_text())
+    return {"sps": sps, "wall": wall, "rss": rss, "gpu": summary.get("peak_gpu_memory_mib", 0.0)}
 
 
 def main() -> int:
@@ -177,12 +186,14 @@ def main() -> int:
                     (bare if name == "bare" else plin).append(res)
             med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
             rows.append((method, med(bare, "sps"), med(plin, "sps"), med(bare, "wall"), med(plin, "wall"),
-                         med(bare, "rss"), med(plin, "rss")))
+                         med(bare, "rss"), med(plin, "rss"), med(bare, "gpu"), med(plin, "gpu")))
         print(f"{'method':6} {'bare samp/s':>11} {'plinth':>8} {'ratio':>6}  {'bare wall s':>11} {'plinth':>7}  "
-              f"{'bare RSS MiB':>12} {'plinth':>7} {'ratio':>6}")
-        for m, bs, ps, bw, pw, br, pr in rows:
-            print(f"{m:6} {bs:11.2f} {ps:8.2f} {ps / bs:6.3f}  {bw:11.1f} {pw:7.1f}  {br:12.0f} {pr:7.0f} {pr / br:6.3f}")
-        print("targets: throughput ratio >= 0.97, peak-memory ratio <= 1.05")
+              f"{'bare RSS MiB':>12} {'plinth':>7} {'ratio':>6}  {'bare GPU MiB':>12} {'plinth':>7} {'ratio':>6}")
+        for m, bs, ps, bw, pw, br, pr, bg, pg in rows:
+            gpu = f"{bg:12.0f} {pg:7.0f} {pg / bg:6.3f}" if bg else f"{'-':>12} {'-':>7} {'-':>6}"
+            print(f"{m:6} {bs:11.2f} {ps:8.2f} {ps / bs:6.3f}  {bw:11.1f} {pw:7.1f}  {br:12.0f} {pr:7.0f} {pr / br:6.3f}  "
+                  + gpu)
+        print("targets: throughput ratio >= 0.97, peak-memory ratio <= 1.05 (GPU memory on a GPU, else process RSS)")
     return 0
 
 

@@ -681,6 +681,10 @@ def final_metrics(trainer: Any) -> dict[str, Any]:
     out["world_size"] = trainer.args.world_size
     out["precision"] = "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32"
     out["device"] = str(trainer.args.device)
+    import torch
+
+    if torch.cuda.is_available():
+        out["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     plugin = getattr(getattr(getattr(trainer, "accelerator", None), "state", None), "deepspeed_plugin", None)
     out["deepspeed_zero_stage"] = getattr(plugin, "zero_stage", None) if plugin is not None else None
     return out

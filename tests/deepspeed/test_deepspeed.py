@@ -163,3 +163,21 @@ def test_zero3_kto_two_processes_via_plinth_run(tmp_path):
     assert summary["world_size"] == 2 and summary["deepspeed_zero_stage"] == 3 and summary["global_step"] == 6
     assert "rewards/margins" in summary and "kl" in summary
     _reload_and_generate(folder)  # ZeRO-3 shards were gathered into one ordinary folder
+
+
+def test_zero1_single_process_runs_in_process(tmp_path):
+    """nproc_per_node = 1: no torchrun; the strategy gives the runner's own process a 1-rank world (gloo)."""
+    model = tiny_causal_lm(tmp_path / "tiny", hidden_size=32)
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows(False)[:32]))
+    pipe = tmp_path / "p.toml"
+    pipe.write_text(PIPELINE.format(component="sft", model=model, data=data, stage=1, extra="", lr=1e-3)
+                    .replace("nproc_per_node = 2", "nproc_per_node = 1"))
+    exe = Path(sys.executable).parent / "plinth"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    proc = subprocess.run([str(exe), "run", str(pipe), "--run-dir", str(tmp_path / "run")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "launching" not in proc.stdout + proc.stderr
+    summary = json.loads((tmp_path / "run" / "stages" / "train" / "out" / "metrics.json").read_text())
+    assert summary["deepspeed_zero_stage"] == 1 and summary["world_size"] == 1 and summary["global_step"] == 6
