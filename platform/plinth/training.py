@@ -113,7 +113,8 @@ class TrainingConfig(ComponentConfig):
     )
     gradient_checkpointing: bool = Field(False, description="trade compute for activation memory (GPU only)")
     save_dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        "auto", description="dtype of the saved weights; auto keeps the training dtype"
+        "auto", description="dtype of the saved weights; auto = the training precision (bf16 after bf16 mixed precision "
+        "on a GPU, fp32 on the CPU)"
     )
     trust_remote_code: bool = Field(False, description="allow custom model code from the model folder")
     trainer_args: dict[str, Any] = Field(
@@ -610,7 +611,9 @@ def save_trained_model(
     return the artifact. Call it in every process: ZeRO-3 gathers the sharded weights collectively.
     `finished_checkpoint` (from `train_with_resume`) saves that checkpoint's weights instead of the trainer's."""
     out = Path(ctx.output_dir) / "model"
-    save_dtype = None if config.save_dtype == "auto" else config.save_dtype
+    save_dtype: str | None = config.save_dtype
+    if save_dtype == "auto":  # the precision it trained in: bf16 weights after bf16 mixed precision, else as is
+        save_dtype = "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else None
     lora_unmerged = config.finetune == "lora" and not config.lora.merge_on_save
     source: Path | None = Path(finished_checkpoint) if finished_checkpoint else None
     if source is None and _is_zero3(trainer):
