@@ -109,8 +109,25 @@ def test_model_folder_that_does_not_load(tmp_path):
         ExactMatch({"task_file": str(task)}).evaluate(context(tmp_path, [model_art(broken_model, label="m")]))
 
 
-def test_config_errors():
-    with pytest.raises(ValueError, match="exactly one of"):
-        ExactMatch({})
+def test_task_from_an_earlier_stage(tmp_path, answer42):
+    """The teacher's held-out `eval` set (prompt/answer rows) wired as the `task` input."""
+    from plinth import Artifact
+
+    rows = [{"prompt": "What is 6 * 7?", "answer": "42"}, {"prompt": "What is 2 + 2?", "answer": "4"}]
+    task = Artifact("dataset", write_jsonl(tmp_path / "eval.jsonl", rows), {"stage": "data", "output": "eval"})
+    ctx = context(tmp_path, [model_art(answer42, label="m")])
+    ctx.inputs["task"] = task
+    out = ExactMatch({"max_new_tokens": 4}).evaluate(ctx)
+    m = read_metrics(out)["models"]["m"]["metrics"]["eval/exact_match"]
+    assert m["value"] == pytest.approx(0.5) and m["n"] == 2
+    with pytest.raises(ConfigError, match="both `task_file` and a `task` input"):
+        ExactMatch({"task_file": "x.jsonl"}).evaluate(ctx)
+
+
+def test_config_errors(tmp_path, answer42):
+    with pytest.raises(ValueError, match="not both"):
+        ExactMatch({"task_file": "x.jsonl", "reasoning_gym": "basic_arithmetic"})
+    with pytest.raises(ConfigError, match="nothing to evaluate on"):
+        ExactMatch({}).evaluate(context(tmp_path, [model_art(answer42, label="m")]))
     with pytest.raises(ValueError, match="extra"):
         ExactMatch({"task_file": "x.jsonl", "tempreature": 0.1})

@@ -23,7 +23,9 @@ from .tasks import field_of, read_rows
 
 
 class ExactMatchConfig(ModelEvalConfig):
-    task_file: str | None = Field(None, description="local JSONL/JSON/CSV task file (one of task_file/reasoning_gym)")
+    task_file: str | None = Field(
+        None, description="local JSONL/JSON/CSV task file (or a `task` dataset input, or reasoning_gym)"
+    )
     reasoning_gym: str | None = Field(None, description="a reasoning-gym task name, e.g. 'basic_arithmetic'")
     reasoning_gym_size: int = Field(100, ge=1, description="items generated from reasoning_gym")
     reasoning_gym_seed: int = Field(0, description="seed for reasoning_gym")
@@ -49,8 +51,8 @@ class ExactMatchConfig(ModelEvalConfig):
 
     @model_validator(mode="after")
     def _check(self) -> "ExactMatchConfig":
-        if bool(self.task_file) == bool(self.reasoning_gym):
-            raise ValueError("give exactly one of `task_file` and `reasoning_gym`")
+        if self.task_file and self.reasoning_gym:
+            raise ValueError("give one of `task_file` and `reasoning_gym` (or a `task` input), not both")
         if self.extract == "regex" and not self.regex:
             raise ValueError("extract = 'regex' needs `regex`")
         return self
@@ -74,8 +76,20 @@ class ExactMatch(ModelEvaluator):
     def prepare(self, ctx: StageContext) -> Prepared:
         c = self.config
         if c.reasoning_gym:
+            if "task" in ctx.inputs:
+                raise ConfigError(f"stage '{ctx.stage}': both `reasoning_gym` and a `task` input are given; keep one")
             return self._prepare_gym()
-        path = Path(c.task_file)
+        if "task" in ctx.inputs:  # a dataset made by an earlier stage, e.g. the teacher's held-out `eval` set
+            if c.task_file:
+                raise ConfigError(f"stage '{ctx.stage}': both `task_file` and a `task` input are given; keep one")
+            path = ctx.input("task", kind="dataset").path
+        elif c.task_file:
+            path = Path(c.task_file)
+        else:
+            raise ConfigError(
+                f"stage '{ctx.stage}': nothing to evaluate on — set `task_file`, `reasoning_gym`, or wire "
+                "`inputs = { task = \"data.eval\" }`"
+            )
         rows = read_rows(path)
         shots: list[tuple[str, str]] = []
         if c.few_shot:
