@@ -24,6 +24,10 @@ from .prompts import DEFAULT_RUBRIC, DEFAULT_SAFETY_RULES, OPERATORS
 class SeedsConfig(ComponentConfig):
     tasks: list[str] = Field(["basic_arithmetic", "gsm_symbolic"], description="reasoning-gym task names (verifiable seeds)")
     size: int = Field(32, ge=1, description="prompts per reasoning-gym task")
+    task_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per-task reasoning-gym settings, e.g. { basic_arithmetic = { max_terms = 2, max_digits = 1 } }",
+    )
     path: str | None = Field(None, description="local JSONL/JSON/Parquet file of prompts (and optional answers)")
     prompt_field: str | None = Field(None, description="prompt column of `path` (default: prompt/question/instruction/"
                                      "input/problem/query or the first user message of `messages`)")

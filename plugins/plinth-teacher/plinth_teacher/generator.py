@@ -119,7 +119,7 @@ class TeacherGenerator(Generator):
         s = self.config.seeds
         items: list[Item] = []
         if s.tasks:
-            items += gym_items(s.tasks, s.size, s.seed)
+            items += gym_items(s.tasks, s.size, s.seed, s.task_options)
         if s.path:
             items += file_items(s.path, s.prompt_field, s.answer_field, s.group_field)
         if s.humaneval:

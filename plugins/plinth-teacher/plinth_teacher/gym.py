@@ -5,6 +5,7 @@ Entries are regenerated from (task, size, seed) — reasoning-gym is determinist
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -15,24 +16,28 @@ from .items import Item
 
 
 @lru_cache(maxsize=64)
-def _dataset(task: str, size: int, seed: int) -> Any:
+def _dataset(task: str, size: int, seed: int, options: str = "{}") -> Any:
+    """`options` is a JSON object of the task's own settings (e.g. basic_arithmetic's max_digits)."""
     import reasoning_gym
 
     try:
-        return reasoning_gym.create_dataset(task, size=size, seed=seed)
+        return reasoning_gym.create_dataset(task, size=size, seed=seed, **json.loads(options))
     except Exception as exc:  # noqa: BLE001 - reasoning-gym raises various errors for unknown names
         raise ConfigError(f"teacher: seeds.tasks: reasoning-gym cannot build task {task!r}: {exc}") from exc
 
 
-def gym_items(tasks: list[str], size: int, seed: int) -> list[Item]:
+def gym_items(
+    tasks: list[str], size: int, seed: int, task_options: dict[str, dict[str, Any]] | None = None
+) -> list[Item]:
     """`size` prompts per task, interleaved across tasks so any prefix covers them all."""
     per_task = []
     for t_i, task in enumerate(tasks):
-        ds = _dataset(task, size, seed + t_i)
+        options = json.dumps((task_options or {}).get(task, {}), sort_keys=True)
+        ds = _dataset(task, size, seed + t_i, options)
         rows = []
         for i in range(size):
             entry = ds[i]
-            meta = {"task": task, "index": i, "size": size, "seed": seed + t_i}
+            meta = {"task": task, "index": i, "size": size, "seed": seed + t_i, "options": options}
             cot = entry.get("metadata", {}).get("answer_cot")
             if cot:
                 meta["answer_cot"] = cot
@@ -49,7 +54,7 @@ def gym_items(tasks: list[str], size: int, seed: int) -> list[Item]:
 def gym_verify(item: Item, response: str) -> bool:
     """reasoning-gym's exact scorer on the response's extracted final answer (score 1.0 = correct)."""
     m = item.meta
-    ds = _dataset(m["task"], m["size"], m["seed"])
+    ds = _dataset(m["task"], m["size"], m["seed"], m.get("options", "{}"))
     entry = ds[m["index"]]
     answer = extract_answer(response)
     if answer is None:
