@@ -29,7 +29,23 @@ _EXPORTS = {
     "PluginError": "errors",
 }
 
-__all__ = [*_EXPORTS, "hookimpl", "__version__"]
+__all__ = [
+    "Artifact",
+    "Component",
+    "ComponentConfig",
+    "ConfigError",
+    "Evaluator",
+    "Generator",
+    "LaunchSpec",
+    "Merger",
+    "PlinthError",
+    "PluginError",
+    "StageContext",
+    "Strategy",
+    "Trainer",
+    "__version__",
+    "hookimpl",
+]
 
 
 def __getattr__(name: str) -> Any:

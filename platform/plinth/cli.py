@@ -210,9 +210,27 @@ def cmd_run(args) -> int:
 
     plan, plugins = _plan(args)
     run = Run(plan, plugins, force=args.force, echo=not args.quiet)
-    run.execute()
+    try:
+        run.execute()
+    finally:
+        if run.manifest and not args.quiet:
+            _print_summary(run)
     print(f"run complete: {plan.run_dir}")
     return 0
+
+
+def _print_summary(run) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .runner import summary_rows
+
+    table = Table(title=f"run {run.run_dir}")
+    for col in ("stage", "component", "status", "seconds", "outputs"):
+        table.add_column(col)
+    for row in summary_rows(run):
+        table.add_row(*row)
+    Console(stderr=True).print(table)
 
 
 def cmd_join(args) -> int:

@@ -286,9 +286,12 @@ def _check_outputs(stage: PlannedStage, outputs: Any) -> None:
             raise StageFailedError(f"stage '{stage.id}': output '{name}' points to {art.path}, which does not exist")
 
 
-def describe_manifest(run_dir: Path) -> str:
-    """A short text summary of a run directory (used by `plinth run` at the end)."""
-    manifest = load_manifest(run_dir)
-    rows = [f"{sid}: {rec.get('status')} ({rec.get('component')}, {rec.get('seconds', 0):.1f}s)"
-            for sid, rec in manifest["stages"].items()]
-    return "\n".join(rows) if rows else json.dumps(manifest)
+def summary_rows(run: Run) -> list[tuple[str, str, str, str, str]]:
+    """(stage, component, status this run, seconds, outputs) per stage, for the table `plinth run` prints."""
+    rows = []
+    for st in run.plan.stages:
+        rec = run.manifest["stages"].get(st.id, {})
+        status = run.statuses.get(st.id, rec.get("status", "not run"))
+        seconds = f"{rec['seconds']:.1f}" if "seconds" in rec and status != "skipped" else "-"
+        rows.append((st.id, st.component_name, status, seconds, ", ".join(rec.get("outputs", {})) or "-"))
+    return rows

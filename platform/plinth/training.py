@@ -418,8 +418,8 @@ def peft_config(config: TrainingConfig) -> Any:
 
 
 def load_model_for_training(path: Path, config: TrainingConfig) -> Any:
-    """Load the starting model for a trainer: fp32 master weights (mixed precision is the trainer's job) unless
-    the user asked for a half-precision model explicitly via save/precision, left for accelerate to place."""
+    """Load the starting model for a trainer in fp32 — the master weights of mixed-precision training (bf16/fp16
+    autocast is the Trainer's job) — on the CPU; accelerate (or DeepSpeed) places it on the devices."""
     from transformers import AutoModelForCausalLM
 
     import torch
