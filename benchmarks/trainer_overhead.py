@@ -5,7 +5,8 @@ script, in one run, alternating, each in its own fresh process.
     python benchmarks/trainer_overhead.py --model smollm2-135m-instruct --steps 8 --batch 4
 
 Prints, for SFT and KTO: training throughput (samples/s over trl's own train loop, `train_samples_per_second`),
-ratio plinth / bare (target >= 0.97); wall time of the whole process; peak resident memory of the process
+ratio plinth / bare (target >= 0.97); CPU seconds of the whole process (user + system: the steadier figure on a
+shared machine, startup included); peak resident memory of the process
 (ru_maxrss) and, on a GPU, peak allocated GPU memory, ratio plinth / bare (target <= 1.05). Both sides use the same
 precision (plinth's "auto": bf16 mixed precision on GPUs that have it, fp32 on the CPU). Median over `--repeats` alternating pairs. Both sides write the
 same checkpoints (plinth needs them for resume) and the final model.
@@ -113,8 +114,9 @@ def make_data(root: Path, method: str, n: int = 256) -> Path:
     return path
 
 
-def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """Run `cmd`; return (wall seconds, peak RSS in MiB of the process tree's largest process, stdout)."""
+def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str, float]:
+    """Run `cmd`; return (wall seconds, peak RSS in MiB, output, CPU seconds user + system). CPU time is the
+    steadier cost figure on a machine shared with other work, where wall-clock throughput swings."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -125,18 +127,18 @@ def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
         text = out.read()
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{text[-3000:]}")
-    return wall, usage.ru_maxrss // 1024, text
+    return wall, usage.ru_maxrss // 1024, text, usage.ru_utime + usage.ru_stime
 
 
 def run_bare(root: Path, method: str, model: str, data: Path, a: argparse.Namespace, env, i: int) -> dict:
     script = root / "bare.py"
     script.write_text(BARE)
     out = root / f"bare-{method}-{i}"
-    wall, rss, text = measure([sys.executable, str(script), method, model, str(data), str(out), str(a.steps),
+    wall, rss, text, cpu = measure([sys.executable, str(script), method, model, str(data), str(out), str(a.steps),
                                str(a.batch), str(a.max_length), str(a.lr)], env)
     line = next(l for l in text.splitlines() if l.startswith("RESULT "))
     metrics = json.loads(line[len("RESULT "):])
-    return {"sps": metrics["train_samples_per_second"], "wall": wall, "rss": rss,
+    return {"sps": metrics["train_samples_per_second"], "wall": wall, "rss": rss, "cpu": cpu,
             "gpu": metrics.get("peak_gpu_memory_mib", 0.0)}
 
 
@@ -149,11 +151,11 @@ def run_plinth(root: Path, method: str, model: str, data: Path, a: argparse.Name
     pipe.write_text(text)
     run_dir = root / f"plinth-{method}-{i}"
     plinth = str(Path(sys.executable).parent / "plinth")
-    wall, rss, _ = measure([plinth, "run", str(pipe), "--run-dir", str(run_dir)], env)
+    wall, rss, _, cpu = measure([plinth, "run", str(pipe), "--run-dir", str(run_dir)], env)
     records = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     sps = next(r["train_samples_per_second"] for r in records if "train_samples_per_second" in r)
     summary = json.loads((run_dir / "stages" / "train" / "out" / "metrics.json").read_text())
-    return {"sps": sps, "wall": wall, "rss": rss, "gpu": summary.get("peak_gpu_memory_mib", 0.0)}
+    return {"sps": sps, "wall": wall, "rss": rss, "cpu": cpu, "gpu": summary.get("peak_gpu_memory_mib", 0.0)}
 
 
 def main() -> int:
@@ -185,13 +187,13 @@ def main() -> int:
                     res = fn(root, method, model, data, a, env, i)
                     (bare if name == "bare" else plin).append(res)
             med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
-            rows.append((method, med(bare, "sps"), med(plin, "sps"), med(bare, "wall"), med(plin, "wall"),
+            rows.append((method, med(bare, "sps"), med(plin, "sps"), med(bare, "cpu"), med(plin, "cpu"),
                          med(bare, "rss"), med(plin, "rss"), med(bare, "gpu"), med(plin, "gpu")))
-        print(f"{'method':6} {'bare samp/s':>11} {'plinth':>8} {'ratio':>6}  {'bare wall s':>11} {'plinth':>7}  "
+        print(f"{'method':6} {'bare samp/s':>11} {'plinth':>8} {'ratio':>6}  {'bare CPU s':>10} {'plinth':>7} {'ratio':>6}  "
               f"{'bare RSS MiB':>12} {'plinth':>7} {'ratio':>6}  {'bare GPU MiB':>12} {'plinth':>7} {'ratio':>6}")
         for m, bs, ps, bw, pw, br, pr, bg, pg in rows:
             gpu = f"{bg:12.0f} {pg:7.0f} {pg / bg:6.3f}" if bg else f"{'-':>12} {'-':>7} {'-':>6}"
-            print(f"{m:6} {bs:11.2f} {ps:8.2f} {ps / bs:6.3f}  {bw:11.1f} {pw:7.1f}  {br:12.0f} {pr:7.0f} {pr / br:6.3f}  "
+            print(f"{m:6} {bs:11.2f} {ps:8.2f} {ps / bs:6.3f}  {bw:10.1f} {pw:7.1f} {pw / bw:6.3f}  {br:12.0f} {pr:7.0f} {pr / br:6.3f}  "
                   + gpu)
         print("targets: throughput ratio >= 0.97, peak-memory ratio <= 1.05 (GPU memory on a GPU, else process RSS)")
     return 0

@@ -79,6 +79,20 @@ def test_sft_messages_format(tmp_path, tiny_model):
     assert json.loads(out["metrics"].path.read_text())["data/format"] == "messages"
 
 
+def test_sft_evaluates_on_eval_dataset(tmp_path, tiny_model):
+    ctx = context(tmp_path, tiny_model, sum_rows()[:80])
+    ctx.inputs["eval_dataset"] = Artifact("dataset", write_jsonl(tmp_path / "eval.jsonl", sum_rows()[80:]))
+    SFTTrainer({**FAST, "max_steps": 4, "eval_steps": 2}).train(ctx)
+    evals = [m for m in metrics(ctx.run_dir) if "eval_loss" in m]
+    assert [m["step"] for m in evals] == [2, 4] and evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+
+
+def test_eval_steps_without_eval_dataset_is_an_error(tmp_path, tiny_model):
+    ctx = context(tmp_path, tiny_model, sum_rows()[:8])
+    with pytest.raises(ConfigError, match="no `eval_dataset` input"):
+        SFTTrainer({**FAST, "eval_steps": 2}).train(ctx)
+
+
 def test_sft_lora_merges_on_save(tmp_path, tiny_model):
     import torch
     from safetensors.torch import load_file
