@@ -81,3 +81,17 @@ def test_install_and_uninstall_into_plinths_environment(tmp_path, plinth_cmd):
         res = plinth_cmd("uninstall", "-y", "plinth-install-probe")
     assert res.returncode == 0, res.stderr
     assert "install-probe" not in plinth_cmd("plugins", "--json").stdout
+
+
+def test_loading_every_installed_plugin_stays_light():
+    """Plugins register lazy references, so `plinth --help` imports none of their heavy modules."""
+    code = (
+        "import sys; from plinth.plugins import load_plugins; pm = load_plugins(); "
+        "assert not [p for p in pm.plugins if p.error], [p.error for p in pm.plugins if p.error]; "
+        "print(' '.join(m for m in ('torch', 'transformers', 'trl', 'deepspeed', 'datasets', 'numpy', 'pydantic') "
+        "if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PLINTH_PLUGINS", "PYTHONPATH")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == ""

@@ -1,10 +1,8 @@
-"""Entry point: registers the `deepspeed` strategy."""
+"""Entry point: registers the `deepspeed` strategy by lazy reference (imported only when a pipeline uses it)."""
 
 from plinth import hookimpl
 
 
 @hookimpl
 def plinth_register_strategies(register):
-    from .strategy import DeepSpeedStrategy
-
-    register("deepspeed", DeepSpeedStrategy)
+    register("deepspeed", "plinth_deepspeed.strategy:DeepSpeedStrategy")

@@ -1,10 +1,8 @@
-"""Entry point: registers the `kto` trainer."""
+"""Entry point: registers the `kto` trainer by lazy reference (imported only when a pipeline uses it)."""
 
 from plinth import hookimpl
 
 
 @hookimpl
 def plinth_register_trainers(register):
-    from .kto_trainer import KTOTrainer
-
-    register("kto", KTOTrainer)
+    register("kto", "plinth_kto.kto_trainer:KTOTrainer")

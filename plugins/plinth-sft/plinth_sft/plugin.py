@@ -1,10 +1,8 @@
-"""Entry point: registers the `sft` trainer."""
+"""Entry point: registers the `sft` trainer by lazy reference (imported only when a pipeline uses it)."""
 
 from plinth import hookimpl
 
 
 @hookimpl
 def plinth_register_trainers(register):
-    from .sft_trainer import SFTTrainer
-
-    register("sft", SFTTrainer)
+    register("sft", "plinth_sft.sft_trainer:SFTTrainer")
