@@ -6,10 +6,10 @@ The public API a plugin needs is importable from here. Names are resolved on fir
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .hookspecs import hookimpl
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -29,36 +29,8 @@ _EXPORTS = {
     "PluginError": "errors",
 }
 
-__all__ = [
-    "Artifact",
-    "Component",
-    "ComponentConfig",
-    "ConfigError",
-    "Evaluator",
-    "Generator",
-    "LaunchSpec",
-    "Merger",
-    "PlinthError",
-    "PluginError",
-    "StageContext",
-    "Strategy",
-    "Trainer",
-    "__version__",
-    "hookimpl",
-]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'plinth' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, _names = lazy_exports(__name__, _EXPORTS)
+__all__ = [*_names, "__version__", "hookimpl"]
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs

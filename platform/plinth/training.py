@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -694,9 +693,36 @@ def final_metrics(trainer: Any) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Atomic JSON write (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Atomic JSON write (the run directory's temp file + fsync + rename)."""
+    from .rundir import write_json_atomic
+
+    write_json_atomic(path, data)
     return path
+
+
+def fit_and_save(
+    trainer_cls: Any, args: Any, prep: dict[str, Any], config: TrainingConfig, ctx: "StageContext",
+    method: str, callbacks: list[Any], **extra_metrics: Any,
+) -> dict[str, "Artifact"]:
+    """The common tail of every trl trainer: build `trainer_cls`, train (resuming from the last complete
+    checkpoint), save the model folder and write metrics.json. `prep` holds model_path, rows, eval_rows,
+    tokenizer, label and report (the checks' counts), as the trainers' `prepare` steps build it."""
+    from datasets import Dataset
+
+    trainer = trainer_cls(
+        model=load_model_for_training(prep["model_path"], config),
+        args=args,
+        train_dataset=Dataset.from_list(prep["rows"]),
+        eval_dataset=Dataset.from_list(prep["eval_rows"]) if prep["eval_rows"] else None,
+        processing_class=prep["tokenizer"],
+        peft_config=peft_config(config),
+        callbacks=callbacks,
+    )
+    finished = train_with_resume(trainer, config, ctx)
+    model_art = save_trained_model(
+        trainer, prep["tokenizer"], config, ctx, finished_checkpoint=finished, base=prep["label"], method=method
+    )
+    metrics = {**final_metrics(trainer), **prep["report"], "base_model": prep["label"], **extra_metrics}
+    if ctx.is_main:
+        write_json(ctx.output_dir / "metrics.json", metrics)
+    return {"model": model_art, "metrics": ctx.artifact("metrics", "metrics.json")}

@@ -77,7 +77,6 @@ class KTOTrainer(Trainer):
         ctx.log_metrics(prep["report"], step=0)
 
         import trl
-        from datasets import Dataset
 
         args = T.build_training_arguments(
             cfg, ctx, trl.KTOConfig,
@@ -88,21 +87,5 @@ class KTOTrainer(Trainer):
             loss_type=cfg.loss_type,
             precompute_ref_log_probs=cfg.reference == "precompute",
         )
-        model = T.load_model_for_training(prep["model_path"], cfg)
-        trainer = trl.KTOTrainer(
-            model=model,
-            args=args,
-            train_dataset=Dataset.from_list(prep["rows"]),
-            eval_dataset=Dataset.from_list(prep["eval_rows"]) if prep["eval_rows"] else None,
-            processing_class=prep["tokenizer"],
-            peft_config=T.peft_config(cfg),
-            callbacks=self.callbacks(ctx),
-        )
-        finished = T.train_with_resume(trainer, cfg, ctx)
-        model_art = T.save_trained_model(
-            trainer, prep["tokenizer"], cfg, ctx, finished_checkpoint=finished, base=prep["label"], method="kto")
-        metrics = {**T.final_metrics(trainer), **prep["report"], "base_model": prep["label"],
-                   "weights_reason": prep["weights_reason"]}
-        if ctx.is_main:
-            T.write_json(ctx.output_dir / "metrics.json", metrics)
-        return {"model": model_art, "metrics": ctx.artifact("metrics", "metrics.json")}
+        return T.fit_and_save(trl.KTOTrainer, args, prep, cfg, ctx, "kto", self.callbacks(ctx),
+                              weights_reason=prep["weights_reason"])

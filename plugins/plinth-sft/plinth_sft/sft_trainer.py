@@ -55,7 +55,6 @@ class SFTTrainer(Trainer):
         ctx.log_metrics({k: v for k, v in prep["report"].items() if not isinstance(v, str)}, step=0)
 
         import trl
-        from datasets import Dataset
 
         args = T.build_training_arguments(
             cfg, ctx, trl.SFTConfig,
@@ -65,20 +64,4 @@ class SFTTrainer(Trainer):
             assistant_only_loss=cfg.assistant_only_loss,
             dataset_num_proc=None,
         )
-        model = T.load_model_for_training(prep["model_path"], cfg)
-        trainer = trl.SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=Dataset.from_list(prep["rows"]),
-            eval_dataset=Dataset.from_list(prep["eval_rows"]) if prep["eval_rows"] else None,
-            processing_class=prep["tokenizer"],
-            peft_config=T.peft_config(cfg),
-            callbacks=self.callbacks(ctx),
-        )
-        finished = T.train_with_resume(trainer, cfg, ctx)
-        model_art = T.save_trained_model(
-            trainer, prep["tokenizer"], cfg, ctx, finished_checkpoint=finished, base=prep["label"], method="sft")
-        metrics = {**T.final_metrics(trainer), **prep["report"], "base_model": prep["label"]}
-        if ctx.is_main:
-            T.write_json(ctx.output_dir / "metrics.json", metrics)
-        return {"model": model_art, "metrics": ctx.artifact("metrics", "metrics.json")}
+        return T.fit_and_save(trl.SFTTrainer, args, prep, cfg, ctx, "sft", self.callbacks(ctx))

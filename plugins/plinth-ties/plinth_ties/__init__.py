@@ -8,24 +8,19 @@ Plain API (no pipeline needed):
 Importing this package is light; torch is imported when a merge runs.
 """
 
-# Names resolve on first use (PEP 562): the `plinth` entry point imports this package, and listing plugins
-# must not pay for torch, trl or pydantic models.
-from __future__ import annotations
-
-import importlib
-from typing import Any
+# Names resolve on first use: the `plinth` entry point imports this package, and listing plugins must not pay
+# for torch, trl or pydantic.
+from plinth.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_EXPORTS = {"METHODS": "engine", "MergeResult": "engine", "ModelRef": "engine", "merge": "engine", "MergeInputError": "errors"}
-
-__all__ = ["METHODS", "MergeInputError", "MergeResult", "ModelRef", "merge"]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "METHODS": "engine",
+        "MergeResult": "engine",
+        "ModelRef": "engine",
+        "merge": "engine",
+        "MergeInputError": "errors",
+    },
+)
