@@ -12,7 +12,6 @@ the runner itself stays a single process that owns the manifest and the lock.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess

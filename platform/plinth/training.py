@@ -155,27 +155,11 @@ def load_rows(artifact: "Artifact | str | Path") -> tuple[list[dict[str, Any]], 
     files = sorted(p for p in path.rglob("*") if p.suffix in {".jsonl", ".json", ".parquet"}) if path.is_dir() else [path]
     if not files:
         raise DatasetError(f"dataset {path}: the folder holds no .jsonl, .json or .parquet file")
+    from .records import iter_records
+
     rows: list[dict[str, Any]] = []
     for f in files:
-        if f.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            rows.extend(pq.read_table(f).to_pylist())
-        elif f.suffix == ".json" and f.read_text(encoding="utf-8").lstrip().startswith("["):
-            data = json.loads(f.read_text(encoding="utf-8"))
-            rows.extend(data)
-        else:
-            with open(f, encoding="utf-8") as fh:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DatasetError(f"dataset {f}, line {n}: not valid JSON ({exc.msg})") from None
-                    if not isinstance(row, dict):
-                        raise DatasetError(f"dataset {f}, line {n}: expected a JSON object, got {type(row).__name__}")
-                    rows.append(row)
+        rows.extend(row for _, row in iter_records(f, "dataset", error=DatasetError))
     if not rows:
         raise DatasetError(f"dataset {path}: no rows")
     return rows, str(path)

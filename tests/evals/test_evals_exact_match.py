@@ -89,7 +89,7 @@ def test_bad_task_file_fails_before_loading_models(tmp_path):
     broken_model.mkdir()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "answer": "1"}\n{"question": oops}\n')
-    with pytest.raises(ConfigError, match=r"bad\.jsonl, line 2: invalid JSON"):
+    with pytest.raises(ConfigError, match=r"bad\.jsonl, line 2: not valid JSON"):
         ExactMatch({"task_file": str(bad)}).evaluate(context(tmp_path, [model_art(broken_model, label="m")]))
     missing = write_jsonl(tmp_path / "missing.jsonl", [{"question": "q", "answer": "1"}, {"question": "q2"}])
     with pytest.raises(ConfigError, match=r"missing\.jsonl, line 2: missing field 'answer'"):

@@ -7,12 +7,12 @@ row 900 fails in a second, not after an hour of generation.
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 from pathlib import Path
 from typing import Any
 
 from plinth import ConfigError
+from plinth.records import iter_records
 
 
 def read_rows(path: str | Path, what: str = "task file") -> list[dict[str, Any]]:
@@ -41,20 +41,10 @@ def read_rows(path: str | Path, what: str = "task file") -> list[dict[str, Any]]
 
 
 def _read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{what} {path}, line {lineno}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise ConfigError(f"{what} {path}, line {lineno}: expected a JSON object, got {type(row).__name__}")
-            row.setdefault("_line", lineno)
-            rows.append(row)
+    for lineno, row in iter_records(path, what):
+        row.setdefault("_line", lineno)
+        rows.append(row)
     return rows
 
 

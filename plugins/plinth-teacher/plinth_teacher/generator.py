@@ -8,7 +8,6 @@ so what was accepted before a failure stays on disk. Each step's counts go to `s
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,7 +19,7 @@ from plinth.components import Generator
 from plinth.context import StageContext
 from plinth.errors import ConfigError
 
-from .answers import agreement, answers_match, extract_answer, normalize, parse_score
+from .answers import agreement, answers_match, extract_answer, parse_score
 from .config import TeacherConfig
 from .dedup import Decontaminator, deduplicate
 from .diversity import diversity_report

@@ -3,12 +3,11 @@ teacher and live in `evolve.topic_prompts`). Each loader checks its input before
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
 from plinth.errors import ConfigError
+from plinth.records import iter_records
 
 from .items import Item
 
@@ -18,35 +17,7 @@ ANSWER_FIELDS = ("answer", "reference", "target", "ideal", "solution", "output")
 
 def read_rows(path: str | Path, what: str = "file") -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, row) from a .jsonl/.json/.parquet file, with errors naming file and line."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"teacher: {what} {path} does not exist")
-    if path.suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as exc:
-            raise ConfigError(f"teacher: reading {path} needs pyarrow (pip install pyarrow)") from exc
-        for i, row in enumerate(pq.read_table(path).to_pylist(), 1):
-            yield i, row
-        return
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        if path.suffix == ".json":
-            data = json.load(fh)
-            if not isinstance(data, list):
-                raise ConfigError(f"teacher: {what} {path}: a .json file must hold a list of objects")
-            yield from enumerate(data, 1)
-            return
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise ConfigError(f"teacher: {what} {path}, line {i}: not valid JSON ({exc})") from exc
-            if not isinstance(row, dict):
-                raise ConfigError(f"teacher: {what} {path}, line {i}: expected a JSON object, got {type(row).__name__}")
-            yield i, row
+    yield from iter_records(path, f"teacher: {what}")
 
 
 def row_prompt(row: dict[str, Any], field: str | None = None) -> str | None:
