@@ -25,7 +25,7 @@ def plinth_register_strategies(register):
 @hookimpl
 def plinth_metrics_logged(ctx: "StageContext", metrics: dict[str, Any], step: int | None) -> None:
     """Append one JSON line per call to RUN_DIR/metrics.jsonl (stage, round, step, wall time, metrics)."""
-    record = {"stage": ctx.stage, "round": ctx.round, "step": step, "time": round(time.time(), 3)}
+    record = {"stage": ctx.stage, "round": ctx.round, "attempt": ctx.attempt, "step": step, "time": round(time.time(), 3)}
     record.update(metrics)
     line = json.dumps(record, default=str) + "\n"
     with open(ctx.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:

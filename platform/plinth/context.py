@@ -27,6 +27,7 @@ class StageContext:
     inputs: dict[str, Artifact | list[Artifact]] = field(default_factory=dict)
     strategy: "Strategy | None" = None
     round: int = 1
+    attempt: int = 1  # 2+ when a killed or failed stage is run again (metrics.jsonl keeps every attempt's lines)
     hook: Any = None  # pluggy HookRelay; None in unit tests that build a context by hand
     params: dict[str, Any] = field(default_factory=dict)  # the raw stage parameters, for provenance
 

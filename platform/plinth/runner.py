@@ -140,7 +140,7 @@ class Run:
             if spec.world_size > 1:
                 outputs = self._launch(stage, inputs, out_dir, work_dir, spec)
             else:
-                outputs = run_in_process(stage, inputs, self.run_dir, out_dir, work_dir, self.plugins)
+                outputs = run_in_process(stage, inputs, self.run_dir, out_dir, work_dir, self.plugins, attempt)
             _check_outputs(stage, outputs)
         except BaseException as exc:
             rec.update(status="failed", seconds=round(time.time() - t0, 3), error=f"{type(exc).__name__}: {exc}")
@@ -196,6 +196,7 @@ class Run:
             "work_dir": str(work_dir),
             "spec": {**spec.model_dump(), "master_port": port},
             "written": time.time(),
+            "attempt": self.manifest["stages"][stage.id]["attempts"],
         }
         result_path = stage_dir / "result.json"
         result_path.unlink(missing_ok=True)
@@ -261,15 +262,15 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def _context(stage, inputs, run_dir, out_dir, work_dir, plugins) -> StageContext:
+def _context(stage, inputs, run_dir, out_dir, work_dir, plugins, attempt: int = 1) -> StageContext:
     return StageContext(
         run_dir=run_dir, stage=stage.id, output_dir=out_dir, work_dir=work_dir, inputs=inputs,
-        strategy=stage.strategy, round=stage.round, hook=plugins.hook, params=stage.params,
+        strategy=stage.strategy, round=stage.round, attempt=attempt, hook=plugins.hook, params=stage.params,
     )
 
 
-def run_in_process(stage, inputs, run_dir, out_dir, work_dir, plugins) -> dict[str, Artifact]:
-    ctx = _context(stage, inputs, run_dir, out_dir, work_dir, plugins)
+def run_in_process(stage, inputs, run_dir, out_dir, work_dir, plugins, attempt: int = 1) -> dict[str, Artifact]:
+    ctx = _context(stage, inputs, run_dir, out_dir, work_dir, plugins, attempt)
     stage.strategy.setup(ctx)
     return stage.component.run(ctx) or {}
 

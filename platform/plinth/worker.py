@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     ctx = StageContext(
         run_dir=Path(launch["run_dir"]), stage=st["id"], output_dir=Path(launch["out_dir"]),
-        work_dir=Path(launch["work_dir"]), inputs=inputs, strategy=strategy, round=st["round"], hook=plugins.hook,
+        work_dir=Path(launch["work_dir"]), inputs=inputs, strategy=strategy, round=st["round"],
+        attempt=launch.get("attempt", 1), hook=plugins.hook,
         params=st["config"],
     )
     strategy.setup(ctx)

@@ -133,6 +133,9 @@ def test_kill_9_mid_stage_then_resume(tmp_path, use_fixture_plugins, plinth_cmd)
     assert result["total"] == 12 * sum(range(4))  # identical to an uninterrupted run
     manifest = load_manifest(tmp_path / "run")
     assert manifest["stages"]["train"]["attempts"] == 2 and manifest["status"] == "complete"
+    metrics = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {m["attempt"] for m in metrics} == {1, 2}  # both attempts' lines kept, told apart
+    assert [m["step"] for m in metrics if m["attempt"] == 2] == list(range(killed_at + 1, 13))
 
 
 def test_changed_stage_does_not_resume_from_stale_checkpoints(tmp_path, pm):
