@@ -30,7 +30,7 @@ def random_llama(path: Path, hidden: int, layers: int) -> Path:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from plinth.testing import tiny_tokenizer
+    from plinth.lm.testing import tiny_tokenizer
 
     tok = tiny_tokenizer()
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="plinth-bench-") as tmp:
         root = Path(tmp)
         if args.model:
-            from plinth.hf import resolve_model
+            from plinth.lm.hf import resolve_model
 
             model = resolve_model(args.model)
             desc = str(args.model)

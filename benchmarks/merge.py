@@ -40,7 +40,7 @@ def build_models(root: Path, small: bool) -> None:
     from safetensors.torch import save_file
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    from plinth.testing import tiny_tokenizer
+    from plinth.lm.testing import tiny_tokenizer
 
     hidden, layers = (512, 4) if small else (1024, 6)
     config = Qwen2Config(

@@ -16,7 +16,7 @@ import time
 
 
 def bench_requests(n: int, latency: float) -> dict[str, float]:
-    from plinth.chat import CachedChat
+    from plinth.lm.chat import CachedChat
     from plinth_teacher.openai_backend import OpenAIChat
     from plinth_teacher.testing_server import ChatServer, RulePolicy
 

@@ -89,10 +89,10 @@ inputs = {{ dataset = {{ path = "{data}", kind = "dataset" }} }}
 
 def make_model(root: Path, spec: str) -> str:
     if spec != "random":
-        from plinth.hf import resolve_model
+        from plinth.lm.hf import resolve_model
 
         return str(resolve_model(spec))
-    from plinth.testing import tiny_causal_lm
+    from plinth.lm.testing import tiny_causal_lm
 
     return str(tiny_causal_lm(root / "model", hidden_size=512, num_layers=4))
 

@@ -55,7 +55,7 @@ def plinth_register_strategies(register: Register) -> None:
 
 @hookspec
 def plinth_register_chat_backends(register: Callable[[str, type], None]) -> None:
-    """Register chat back ends (subclasses of `plinth.chat.ChatBackend`) that any component may use to talk to
+    """Register chat back ends (subclasses of `plinth.lm.chat.ChatBackend`) that any component may use to talk to
     a model — the teacher generator and the judge evaluator share them without importing each other."""
 
 

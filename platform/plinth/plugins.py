@@ -259,7 +259,7 @@ class PluginManager:
 
 
 def _check_class(slot: str, name: str, cls: Any, plugin: str, distribution: str) -> None:
-    from .chat import ChatBackend
+    from .lm.chat import ChatBackend
     from .components import SLOTS as BASES
 
     base = BASES.get(slot, ChatBackend)

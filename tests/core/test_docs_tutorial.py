@@ -20,7 +20,7 @@ def extract(doc: Path, dest: Path) -> dict[str, str]:
 
 
 def test_tutorial_plugin_installs_and_is_selected_by_registry(tmp_path, plinth_cmd):
-    from plinth.testing import tiny_causal_lm
+    from plinth.lm.testing import tiny_causal_lm
 
     files = extract(DOC, tmp_path)
     python_lines = sum(

@@ -7,7 +7,7 @@ import pytest
 def test_tiny_model_reloads_and_generates(tmp_path, architecture):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from plinth.testing import tiny_causal_lm
+    from plinth.lm.testing import tiny_causal_lm
 
     path = tiny_causal_lm(tmp_path / "m", architecture=architecture)
     model = AutoModelForCausalLM.from_pretrained(path)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from plinth.testing import make_context, tiny_causal_lm
+from plinth.testing import make_context
+from plinth.lm.testing import tiny_causal_lm
 
 from plinth_deepspeed import DeepSpeedStrategy, build_ds_config
 from plinth_deepspeed.ds_config import DeepSpeedConfig

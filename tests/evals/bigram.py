@@ -13,7 +13,7 @@ def bigram_lm(path: Path, mapping: dict[str, str], default: str = "<|im_end|>", 
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from plinth.testing import tiny_tokenizer
+    from plinth.lm.testing import tiny_tokenizer
 
     tok = tiny_tokenizer()
     vocab = tok.get_vocab()

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from plinth import ConfigError, hookimpl
-from plinth.chat import ChatBackend
+from plinth.lm.chat import ChatBackend
 from plinth.plugins import PluginInfo, load_plugins, reset
 from plinth_evals.judge import Judge, parse_verdict
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from plinth import Artifact
 from plinth.testing import make_context
-from plinth.training import DatasetError
+from plinth.lm.training import DatasetError
 
 from plinth_kto import KTOTrainer, auto_weights
 

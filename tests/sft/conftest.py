@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from plinth.testing import tiny_causal_lm
+from plinth.lm.testing import tiny_causal_lm
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from plinth import Artifact, ConfigError
-from plinth.hf import ModelNotFoundError
+from plinth.lm.hf import ModelNotFoundError
 from plinth.testing import make_context
-from plinth.training import DatasetError
+from plinth.lm.training import DatasetError
 
 from plinth_sft import SFTTrainer
 
@@ -224,7 +224,7 @@ def test_model_given_twice_is_an_error(tmp_path, tiny_model):
 def test_overlong_examples_counted_then_dropped(tmp_path, tiny_model, caplog):
     rows = sum_rows()[:20] + [{"prompt": "x" * 200, "completion": "y"}] * 3
     ctx = context(tmp_path, tiny_model, rows)
-    with caplog.at_level("WARNING", logger="plinth.training"):
+    with caplog.at_level("WARNING", logger="plinth.lm.training"):
         out = SFTTrainer({**FAST, "max_steps": 2, "overlong": "drop"}).train(ctx)
     assert "3 of 23 examples are longer than max_length=64" in caplog.text
     summary = json.loads(out["metrics"].path.read_text())
@@ -251,7 +251,7 @@ def test_config_rejects_unknown_and_bad_values():
 def test_training_arguments_follow_config(tmp_path):
     import trl
 
-    from plinth.training import build_training_arguments
+    from plinth.lm.training import build_training_arguments
 
     cfg = SFTTrainer({"learning_rate": 5e-8, "lr_scheduler": "cosine", "warmup_steps": 10, "epochs": 3,
                       "batch_size": 4, "gradient_accumulation_steps": 250, "max_grad_norm": 1.0,

@@ -1,6 +1,6 @@
-"""plinth.chat.CachedChat: keys, atomic entries, partial results of a failing back end."""
+"""plinth.lm.chat.CachedChat: keys, atomic entries, partial results of a failing back end."""
 
-from plinth.chat import CachedChat, ChatBackend, ChatError, cache_key
+from plinth.lm.chat import CachedChat, ChatBackend, ChatError, cache_key
 
 
 class Counting(ChatBackend):

@@ -5,7 +5,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from plinth.chat import ChatError
+from plinth.lm.chat import ChatError
 from plinth.errors import ConfigError
 from plinth_teacher.generator import TeacherGenerator
 from plinth_teacher.testing_server import ChatServer, RulePolicy

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from plinth.chat import CachedChat, ChatError
+from plinth.lm.chat import CachedChat, ChatError
 from plinth_teacher.openai_backend import OpenAIChat
 from plinth_teacher.testing_server import ChatServer, ModelPolicy, RulePolicy
 

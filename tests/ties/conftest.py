@@ -40,7 +40,7 @@ def perturb(base: Path, out: Path, seed: int, scale: float = 0.02, dtype: str | 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """(base, [ft1, ft2, ft3]) tiny Qwen2 folders with tied embeddings, float32."""
-    from plinth.testing import tiny_causal_lm
+    from plinth.lm.testing import tiny_causal_lm
 
     root = tmp_path_factory.mktemp("ties_models")
     base = tiny_causal_lm(root / "base", seed=0)

@@ -49,7 +49,7 @@ def test_different_architecture(tiny_models, tmp_path):
 
 
 def test_shape_mismatch(tiny_models, tmp_path):
-    from plinth.testing import tiny_causal_lm
+    from plinth.lm.testing import tiny_causal_lm
 
     base, fts = tiny_models
     wide = tiny_causal_lm(tmp_path / "wide", hidden_size=48)

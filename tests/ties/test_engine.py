@@ -145,7 +145,7 @@ def test_mixed_dtypes_and_output_dtype(tiny_models, tmp_path):
 
 
 def test_tied_and_untied_heads(tmp_path):
-    from plinth.testing import tiny_causal_lm
+    from plinth.lm.testing import tiny_causal_lm
 
     # an untied base with a tied fine-tune: the fine-tune's head is its embedding matrix
     base = tiny_causal_lm(tmp_path / "untied", seed=0, tie_word_embeddings=False)

@@ -1,7 +1,7 @@
 """`judge`: pairwise win rate of each model against the baseline, decided by a teacher chat back end.
 
 Each model and the baseline answer the same prompts (greedy). The judge — any registered chat back end, got
-through `plinth.chat.make_backend` so this plugin never imports plinth-teacher — sees the prompt and both
+through `plinth.lm.chat.make_backend` so this plugin never imports plinth-teacher — sees the prompt and both
 answers and replies [[A]], [[B]] or [[C]] (tie). With `swap` (default) every pair is judged in both orders to
 cancel position bias. Per prompt: win 1, tie 0.5, loss 0, averaged over orders; a verdict that cannot be
 parsed counts as a tie and is reported in `unparsed`. The interval is a bootstrap over prompts.
@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from plinth import Artifact, ConfigError, StageContext
-from plinth.chat import make_backend
+from plinth.lm.chat import make_backend
 
 from .base import ModelEvalConfig, ModelEvaluator
 from .lm import EvalModel

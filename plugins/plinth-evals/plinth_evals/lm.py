@@ -16,26 +16,11 @@ Messages = list[dict[str, str]]
 
 
 def load_model_and_tokenizer(path: Path, dtype: str = "auto", device: str = "auto") -> tuple[Any, Any]:
-    """plinth.hf's loader when the core has it; a plain AutoModel load otherwise. Errors name the folder."""
-    try:
-        from plinth.hf import load_model_and_tokenizer as core_load  # type: ignore[import-not-found]
-    except ImportError:
-        core_load = None
-    try:
-        if core_load is not None:
-            model, tok = core_load(path, dtype=dtype, device=device)
-        else:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+    """plinth.lm.hf's loader (aliases, precision rules); errors name the folder."""
+    from plinth.lm.hf import load_model_and_tokenizer as core_load
 
-            tok = AutoTokenizer.from_pretrained(str(path))
-            names = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-            torch_dtype = names.get(dtype, torch.float32)
-            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
-            if device != "auto":
-                model.to(device)
-            elif torch.cuda.is_available():
-                model.to("cuda")
+    try:
+        model, tok = core_load(path, dtype=dtype, device=device)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - any load failure is a bad model folder for the user

@@ -105,18 +105,10 @@ def _label_of(art: Artifact, fallback: str) -> str:
 
 
 def _resolve_path(name_or_path: str, where: str) -> Path:
-    """A model alias or folder: plinth.hf.resolve_model when the core has it, else an existing folder."""
-    try:
-        from plinth.hf import resolve_model  # type: ignore[import-not-found]
-    except ImportError:
-        resolve_model = None
-    if resolve_model is not None:
-        return Path(resolve_model(name_or_path))
-    path = Path(name_or_path)
-    if not path.exists():
-        raise ConfigError(f"{where}: model '{name_or_path}' is not a folder (and plinth.hf is not available to "
-                          "resolve aliases)")
-    return path
+    """A model alias or folder, through plinth.lm.hf.resolve_model (its errors name the alias or folder)."""
+    from plinth.lm.hf import resolve_model
+
+    return Path(resolve_model(name_or_path))
 
 
 def collect_models(ctx: StageContext, baseline: str | None = None, baseline_label: str = "baseline",

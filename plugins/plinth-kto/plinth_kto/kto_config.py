@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from plinth.training import TrainingConfig
+from plinth.lm.training import TrainingConfig
 
 LOW, HIGH = 1.0, 4.0 / 3.0
 

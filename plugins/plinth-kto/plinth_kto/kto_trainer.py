@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from plinth import Artifact, ConfigError, StageContext, Trainer
-from plinth import training as T
+from plinth.lm import training as T
 
 from .kto_config import HIGH, LOW, KTOConfig, auto_weights, weighted_ratio
 
@@ -52,7 +52,7 @@ class KTOTrainer(Trainer):
             random.Random(cfg.seed).shuffle(rows)
         rows = [{"prompt": r["prompt"], "completion": r["completion"], "label": r["label"]} for r in rows]
         model_path, label = T.starting_model(cfg, ctx)
-        from plinth.hf import load_tokenizer
+        from plinth.lm.hf import load_tokenizer
 
         tokenizer = load_tokenizer(model_path, cfg.chat_template)
         rows, report = T.apply_length_policy(rows, tokenizer, cfg, source)

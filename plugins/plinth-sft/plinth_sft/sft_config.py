@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from plinth.training import TrainingConfig
+from plinth.lm.training import TrainingConfig
 
 
 class SFTConfig(TrainingConfig):

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from plinth import Artifact, ConfigError, StageContext, Trainer
-from plinth import training as T
+from plinth.lm import training as T
 
 from .sft_config import SFTConfig
 
@@ -37,7 +37,7 @@ class SFTTrainer(Trainer):
         if cfg.eval_steps and eval_rows is None:
             raise ConfigError(f"stage '{ctx.stage}': eval_steps is set but no `eval_dataset` input is wired")
         model_path, label = T.starting_model(cfg, ctx)
-        from plinth.hf import load_tokenizer
+        from plinth.lm.hf import load_tokenizer
 
         tokenizer = load_tokenizer(model_path, cfg.chat_template)
         rows, report = T.apply_length_policy(rows, tokenizer, cfg, source)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from plinth.chat import ChatBackend
+from plinth.lm.chat import ChatBackend
 
 from .answers import parse_json
 from .config import EvolveConfig

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from plinth.artifacts import Artifact
-from plinth.chat import CachedChat, ChatBackend, ChatError
+from plinth.lm.chat import CachedChat, ChatBackend, ChatError
 from plinth.components import Generator
 from plinth.context import StageContext
 from plinth.errors import ConfigError
@@ -76,7 +76,7 @@ class TeacherGenerator(Generator):
             model = str(ctx.input("student", kind="model").path)
         if model is None:
             raise ConfigError("teacher: kto.enabled needs kto.student (a model alias or folder) or an input `student`")
-        from plinth.hf import resolve_model
+        from plinth.lm.hf import resolve_model
 
         from .hf_backend import HFChat
 

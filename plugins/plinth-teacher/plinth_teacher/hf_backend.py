@@ -1,7 +1,7 @@
 """`hf` chat back end: a local transformers model, batched generation with its chat template.
 
 Used for the teacher when it runs in-process and for the *student* whose own answers become KTO data.
-Loads through `plinth.hf` (aliases such as "smollm2-135m-instruct", offline GGUF conversion).
+Loads through `plinth.lm.hf` (aliases such as "smollm2-135m-instruct", offline GGUF conversion).
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from plinth.chat import ChatBackend, ChatError, Messages
+from plinth.lm.chat import ChatBackend, ChatError, Messages
 from plinth.components import ComponentConfig
 
 
 class HFChatConfig(ComponentConfig):
-    model: str = Field(..., description="model folder, or an alias/hub id that plinth.hf.resolve_model knows")
+    model: str = Field(..., description="model folder, or an alias/hub id that plinth.lm.hf.resolve_model knows")
     batch_size: int = Field(8, ge=1, description="conversations per generate() call")
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="weights dtype (auto: by hardware)")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    chat_template: str | None = Field(None, description="override the tokenizer's chat template: a name plinth.hf "
+    chat_template: str | None = Field(None, description="override the tokenizer's chat template: a name plinth.lm.hf "
                                       "knows ('chatml', 'qwen2') or a Jinja template")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (torch.set_num_threads); on a busy "
                                 "CPU machine 1 avoids thread oversubscription, which can slow generation ~10x")
@@ -27,8 +27,8 @@ class HFChatConfig(ComponentConfig):
 
 
 def load_model_and_tokenizer(name: str, dtype: str = "auto", device: str = "auto", chat_template: str | None = None):
-    """plinth.hf's loader (aliases such as "smollm2-135m-instruct", offline GGUF conversion, precision rules)."""
-    from plinth.hf import load_model_and_tokenizer as load
+    """plinth.lm.hf's loader (aliases such as "smollm2-135m-instruct", offline GGUF conversion, precision rules)."""
+    from plinth.lm.hf import load_model_and_tokenizer as load
 
     model, tok = load(name, dtype=dtype, device=device, chat_template=chat_template)
     return model.eval(), tok

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from plinth.chat import ChatBackend, ChatError, Messages
+from plinth.lm.chat import ChatBackend, ChatError, Messages
 from plinth.components import ComponentConfig
 
 RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}

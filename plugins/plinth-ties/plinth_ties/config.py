@@ -23,7 +23,7 @@ class MergeConfig(ComponentConfig):
 
     base: str | None = Field(
         None,
-        description="Base model: a folder or an alias such as 'smollm2-135m-instruct' (resolved with plinth.hf). "
+        description="Base model: a folder or an alias such as 'smollm2-135m-instruct' (resolved with plinth.lm.hf). "
         "Used when the stage has no `base` input; giving both is an error.",
     )
     weight: PerModel = Field(1.0, description="Per-model weight w_i (number, list aligned with `models`, or {label = w}).")

@@ -77,13 +77,8 @@ class _EngineMerger(Merger):
             return Path(art.path), _label(art) if (art.meta or {}) else "base"
         if cfg.base is None:
             return None, "base"
-        try:
-            from plinth.hf import resolve_model
-        except ImportError:  # pragma: no cover - older core without plinth.hf
-            path = Path(cfg.base)
-            if not path.is_dir():
-                raise ConfigError(f"stage '{ctx.stage}': base '{cfg.base}' is not a folder") from None
-            return path, cfg.base
+        from plinth.lm.hf import resolve_model
+
         return Path(resolve_model(cfg.base)), cfg.base
 
     def _engine_kwargs(self) -> dict[str, Any]:

