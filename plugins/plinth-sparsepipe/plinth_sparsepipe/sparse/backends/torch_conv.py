@@ -1,0 +1,165 @@
+"""The `torch` back end's convolution: gather -> GEMM -> scatter over a kernel map, as custom autograd Functions.
+
+Two dataflows, same result:
+- per offset (`GatherGemmScatter`): for each offset k, out[out_k] += feats[in_k] @ W[k]; the identity offset of a
+  submanifold map is one plain matmul that initialises the output. Backward per offset without autograd:
+  grad_in[in_k] += grad_out[out_k] @ W[k]^T and grad_W[k] = feats[in_k]^T @ grad_out[out_k]. Gathers go into one
+  preallocated buffer (`index_select(out=)`), products into another (`mm(out=)`), so nothing large is allocated
+  per offset; nothing is saved for backward beyond the inputs.
+- fused (`FusedGatherGemm`): gather all offsets into [rows, K*Cin] (missing neighbours read a zero row) and do one
+  GEMM with W viewed as [K*Cin, Cout], in row chunks to bound the column buffer. Does K*n_out*Cin*Cout multiply-adds
+  whatever the occupancy, but issues two large ops instead of 2K small ones: wins on small or dense layers.
+`choose_dataflow` picks one per call from a rule measured by benchmarks/sparse_conv.py (see docs).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..kmap import KernelMap
+
+# Fused wins only where the per-offset loop's fixed cost dominates: tiny layers. Measured, see choose_dataflow.
+FUSED_MAX_ROWS = 4096
+FUSED_MIN_DENSITY = 0.5
+_CHUNK_ELEMENTS = 1 << 22  # column-buffer elements per chunk (16 MiB of float32)
+
+
+def choose_dataflow(kmap: KernelMap, c_in: int, c_out: int) -> str:
+    """'fused' or 'per_offset' (rule and measurements: docs/plugins/sparsepipe.md, "Sparse engine")."""
+    density = kmap.num_pairs / max(1, kmap.n_out * kmap.kernel_volume)
+    if kmap.kernel_volume > 1 and kmap.n_out <= FUSED_MAX_ROWS and density >= FUSED_MIN_DENSITY:
+        return "fused"
+    return "per_offset"
+
+
+def conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap, dataflow: str | None = None) -> torch.Tensor:
+    """feats [n_in, Cin], weight [K, Cin, Cout] -> [n_out, Cout]."""
+    dataflow = dataflow or choose_dataflow(kmap, weight.shape[1], weight.shape[2])
+    if dataflow == "fused":
+        return FusedGatherGemm.apply(feats, weight, kmap)
+    return GatherGemmScatter.apply(feats, weight, kmap)
+
+
+def _offsets(kmap: KernelMap):
+    """(k, in_idx_k, out_idx_k) for the stored (non-identity, non-empty) offsets."""
+    for k, (start, size) in enumerate(zip(kmap.starts, kmap.sizes)):
+        if k != kmap.identity and size:
+            yield k, kmap.in_idx[start:start + size], kmap.out_idx[start:start + size]
+
+
+def _max_size(kmap: KernelMap) -> int:
+    return max([n for k, n in enumerate(kmap.sizes) if k != kmap.identity] or [0])
+
+
+class GatherGemmScatter(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+        feats = feats.contiguous()
+        weight = weight.contiguous()
+        c_in, c_out = weight.shape[1:]
+        out = feats.new_empty(kmap.n_out, c_out)
+        if kmap.identity is not None:
+            torch.mm(feats, weight[kmap.identity], out=out)
+        else:
+            out.zero_()
+        m = _max_size(kmap)
+        gathered, product = feats.new_empty(m, c_in), feats.new_empty(m, c_out)
+        for k, i_in, i_out in _offsets(kmap):
+            g, p = gathered[: len(i_in)], product[: len(i_in)]
+            torch.index_select(feats, 0, i_in, out=g)
+            torch.mm(g, weight[k], out=p)
+            out.index_add_(0, i_out, p)
+        ctx.save_for_backward(feats, weight)
+        ctx.kmap = kmap
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        feats, weight = ctx.saved_tensors
+        kmap = ctx.kmap
+        need_in, need_w = ctx.needs_input_grad[:2]
+        grad_out = grad_out.contiguous()
+        c_in, c_out = weight.shape[1:]
+        grad_in = grad_w = None
+        if need_in:
+            grad_in = feats.new_empty(kmap.n_in, c_in)
+            if kmap.identity is not None:
+                torch.mm(grad_out, weight[kmap.identity].t(), out=grad_in)
+            else:
+                grad_in.zero_()
+        if need_w:
+            grad_w = torch.zeros_like(weight)
+            if kmap.identity is not None:
+                torch.mm(feats.t(), grad_out, out=grad_w[kmap.identity])
+        m = _max_size(kmap)
+        g_out, g_in = feats.new_empty(m, c_out), feats.new_empty(m, c_in)
+        for k, i_in, i_out in _offsets(kmap):
+            n = len(i_in)
+            go = g_out[:n]
+            torch.index_select(grad_out, 0, i_out, out=go)
+            if need_in:
+                gi = g_in[:n]
+                torch.mm(go, weight[k].t(), out=gi)
+                grad_in.index_add_(0, i_in, gi)
+            if need_w:
+                f = g_in[:n]
+                torch.index_select(feats, 0, i_in, out=f)
+                torch.mm(f.t(), go, out=grad_w[k])
+        return grad_in, grad_w, None
+
+
+def neighbour_table(kmap: KernelMap) -> torch.Tensor:
+    """int64 [n_out, K]: input row of each (output, offset), n_in where there is none (a zero row). Cached."""
+    table = getattr(kmap, "_table", None)
+    if table is None:
+        table = torch.full((kmap.n_out, kmap.kernel_volume), kmap.n_in, dtype=torch.int64, device=kmap.in_idx.device)
+        if kmap.identity is not None:
+            table[:, kmap.identity] = torch.arange(kmap.n_out, device=table.device)
+        for k, i_in, i_out in _offsets(kmap):
+            table[i_out, k] = i_in
+        kmap._table = table
+    return table
+
+
+def _row_chunks(n_rows: int, width: int):
+    step = max(1, _CHUNK_ELEMENTS // max(1, width))
+    for start in range(0, n_rows, step):
+        yield start, min(n_rows, start + step)
+
+
+class FusedGatherGemm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+        K, c_in, c_out = weight.shape
+        table = neighbour_table(kmap)
+        padded = torch.cat([feats, feats.new_zeros(1, c_in)])
+        w = weight.reshape(K * c_in, c_out)
+        out = feats.new_empty(kmap.n_out, c_out)
+        for a, b in _row_chunks(kmap.n_out, K * c_in):
+            cols = padded.index_select(0, table[a:b].reshape(-1)).view(b - a, K * c_in)
+            torch.mm(cols, w, out=out[a:b])
+        ctx.save_for_backward(padded, weight)
+        ctx.kmap = kmap
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        padded, weight = ctx.saved_tensors
+        kmap = ctx.kmap
+        K, c_in, c_out = weight.shape
+        table = neighbour_table(kmap)
+        grad_out = grad_out.contiguous()
+        w = weight.reshape(K * c_in, c_out)
+        grad_padded = torch.zeros_like(padded) if ctx.needs_input_grad[0] else None
+        grad_w = torch.zeros_like(w) if ctx.needs_input_grad[1] else None
+        for a, b in _row_chunks(kmap.n_out, K * c_in):
+            rows = table[a:b].reshape(-1)
+            if grad_w is not None:
+                cols = padded.index_select(0, rows).view(b - a, K * c_in)
+                grad_w.addmm_(cols.t(), grad_out[a:b])
+            if grad_padded is not None:
+                grad_cols = torch.mm(grad_out[a:b], w.t()).view(-1, c_in)
+                grad_padded.index_add_(0, rows, grad_cols)
+        grad_in = grad_padded[:-1] if grad_padded is not None else None
+        grad_w = grad_w.view_as(weight) if grad_w is not None else None
+        return grad_in, grad_w, None
