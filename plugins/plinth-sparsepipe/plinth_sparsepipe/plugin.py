@@ -3,3 +3,11 @@
 from __future__ import annotations
 
 from plinth import hookimpl
+
+
+@hookimpl
+def plinth_register_generators(register):  # type: ignore[no-untyped-def]
+    register("shapes", "plinth_sparsepipe.data.procedural:ShapesGenerator")
+    register("scenes", "plinth_sparsepipe.data.procedural:ScenesGenerator")
+    register("modelnet40", "plinth_sparsepipe.data.local_generators:ModelNet40Generator")
+    register("ply_points", "plinth_sparsepipe.data.local_generators:PlyPointsGenerator")
