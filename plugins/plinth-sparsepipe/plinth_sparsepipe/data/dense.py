@@ -13,7 +13,8 @@ import torch
 from .augment import Augment
 from .normalization import normalize
 from .sampling import farthest_point_sample
-from .store import PointCloudSet, load_split
+from .store import PointCloudSet
+from .torch_dataset import SplitDataset
 
 
 def occupancy_grid(points: np.ndarray, resolution: int = 32, how: str = "unit_cube") -> np.ndarray:
@@ -25,27 +26,17 @@ def occupancy_grid(points: np.ndarray, resolution: int = 32, how: str = "unit_cu
     return grid
 
 
-class DenseGridDataset(torch.utils.data.Dataset):
+class DenseGridDataset(SplitDataset):
     """Items: `grid` float32 [1, R, R, R], `label` int64, `index` (classification splits only)."""
 
     def __init__(self, source: PointCloudSet | str | Path, resolution: int = 32, num_points: int = 2048,
                  normalize: str = "unit_cube", augment: Augment | None = None, seed: int = 0):
-        self.data = source if isinstance(source, PointCloudSet) else load_split(source)
-        if self.data.task != "classification":
-            raise ValueError(f"{self.data.path}: the dense baseline is for classification, not {self.data.task}")
+        super().__init__(source)
+        if self.task != "classification":
+            raise ValueError(f"{self.data.path}: the dense baseline is for classification, not {self.task}")
         self.resolution, self.num_points, self.normalize = resolution, num_points, normalize
-        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.augment, self.seed = augment, seed
         self._fps: dict[int, np.ndarray] = {}
-
-    @property
-    def num_classes(self) -> int:
-        return self.data.num_classes
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.data)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         cloud = self.data[index]

@@ -33,6 +33,14 @@ def _fingerprint(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
+def _as_validation_error(check, *args) -> None:
+    """Run a ConfigError-raising check inside a pydantic validator (which wants ValueError), same message."""
+    try:
+        check(*args)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _report(bad: BadFiles, stage: str) -> None:
     if bad:
         log.warning("%s: %s", stage, bad.summary())
@@ -49,10 +57,7 @@ class ModelNet40Config(CachedConfig):
 
     @model_validator(mode="after")
     def _check(self) -> "ModelNet40Config":
-        try:
-            scan_modelnet(self.root, self.layout, self.classes)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        _as_validation_error(scan_modelnet, self.root, self.layout, self.classes)
         return self
 
 
@@ -108,11 +113,8 @@ class PlyPointsConfig(CachedConfig):
 
     @model_validator(mode="after")
     def _check(self) -> "PlyPointsConfig":
-        try:
-            _expand(self.train, "train")
-            _expand(self.test, "test")
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        _as_validation_error(_expand, self.train, "train")
+        _as_validation_error(_expand, self.test, "test")
         return self
 
 

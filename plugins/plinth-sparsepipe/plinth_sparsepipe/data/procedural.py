@@ -36,10 +36,10 @@ class ShapesConfig(CachedConfig):
     normals: bool = Field(False, description="store unit normals too")
     seed: int = 0
     rotation: Literal["none", "z", "so3"] = Field("z", description="random pose: none, about z (upright), any")
-    scale: tuple[float, float] = Field((0.5, 1.5), description="uniform scale drawn from U[lo, hi]")
-    anisotropy: float = Field(0.2, ge=0, lt=1, description="each axis stretched by U[1-a, 1+a]")
+    scale: tuple[float, float] = Field((0.5, 1.5), description="uniform scale drawn from U(lo, hi)")
+    anisotropy: float = Field(0.2, ge=0, lt=1, description="each axis stretched by U(1-a, 1+a)")
     occlusion: float = Field(0.5, ge=0, le=1, description="probability of a cut by a random half-space")
-    occlusion_max: float = Field(0.3, ge=0, lt=0.9, description="a cut removes U[0.05, max] of the surface")
+    occlusion_max: float = Field(0.3, ge=0, lt=0.9, description="a cut removes U(0.05, max) of the surface")
     noise: float = Field(0.005, ge=0, description="Gaussian sigma per coordinate (a shape is about 1 across)")
 
     @model_validator(mode="after")

@@ -130,26 +130,27 @@ def stretched_surface(parts: list, n: int, rng: np.random.Generator, stretch: np
     the surface beyond a random plane."""
     keep_p, keep_n, keep_w, have = [], [], [], 0
     cut = None
+    rate = 0.8 * (1 - cut_fraction)  # share of drawn points that survive; re-estimated from each batch
     while have < n:
-        m = int((n - have) * 1.6 / (1 - cut_fraction)) + 64
+        m = int((n - have) / rate * 1.1) + 32
         p, nrm, which = sample_union(parts, m, rng)
+        p = p * stretch
         scaled_n = nrm / stretch
         w = np.sqrt((scaled_n * scaled_n).sum(1))
         ok = rng.random(len(p)) < w * stretch.min()
-        p, nrm, which = p[ok] * stretch, scaled_n[ok] / w[ok, None], which[ok]
         if cut_fraction > 0:
             if cut is None:
                 d = rng.normal(size=3)
                 d /= np.linalg.norm(d)
-                proj = p @ d
+                proj = p[ok] @ d
                 k = min(int(len(proj) * (1 - cut_fraction)), len(proj) - 1)
                 cut = (d, np.partition(proj, k)[k])
-            ok = p @ cut[0] < cut[1]
-            p, nrm, which = p[ok], nrm[ok], which[ok]
-        keep_p.append(p)
-        keep_n.append(nrm)
-        keep_w.append(which)
-        have += len(p)
+            ok &= p @ cut[0] < cut[1]
+        keep_p.append(p[ok])
+        keep_n.append(scaled_n[ok] / w[ok, None])
+        keep_w.append(which[ok])
+        have += len(keep_p[-1])
+        rate = max(len(keep_p[-1]) / m, 0.05)
     p, nrm, which = np.concatenate(keep_p), np.concatenate(keep_n), np.concatenate(keep_w)
     pick = rng.permutation(len(p))[:n]
     return p[pick], nrm[pick], which[pick]

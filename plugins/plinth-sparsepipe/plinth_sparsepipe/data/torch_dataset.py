@@ -27,23 +27,14 @@ from .store import PointCloudSet, load_split
 from .voxels import voxel_majority, voxelize
 
 
-class PointCloudDataset(torch.utils.data.Dataset):
-    """Items: `coords` int32 [M, 3], `feats` float32 [M, C], `index`; classification adds `label` (int64);
-    segmentation adds `voxel_labels` int64 [M] (majority of the voxel's labelled points, -1 if none),
-    `point_labels` int64 [P] and `point_to_voxel` int64 [P] (row of `coords` each sampled point fell into)."""
+class SplitDataset(torch.utils.data.Dataset):
+    """A torch Dataset over one split (a PointCloudSet or the path of a `.parquet` split), with an epoch counter
+    for per-epoch random draws."""
 
-    def __init__(self, source: PointCloudSet | str | Path, voxel_size: float = 0.02, num_points: int | None = 4096,
-                 normalize: str = "unit_cube", features: tuple[str, ...] | list[str] = ("ones",),
-                 augment: Augment | None = None, seed: int = 0, reduce: str = "mean"):
+    def __init__(self, source: PointCloudSet | str | Path):
         self.data = source if isinstance(source, PointCloudSet) else load_split(source)
-        check_feature_names(features)
-        self.voxel_size, self.num_points, self.normalize = voxel_size, num_points, normalize
-        self.features, self.augment, self.seed, self.reduce = tuple(features), augment, seed, reduce
         self.epoch = 0
-        if self.data.task not in ("classification", "segmentation"):
-            raise ValueError(f"{self.data.path}: unknown task '{self.data.task}'")
 
-    # what the trainer sizes its model by
     @property
     def task(self) -> str:
         return self.data.task
@@ -56,15 +47,32 @@ class PointCloudDataset(torch.utils.data.Dataset):
     def num_classes(self) -> int:
         return self.data.num_classes
 
-    @property
-    def in_channels(self) -> int:
-        return feature_channels(self.features)
-
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.data)
+
+
+class PointCloudDataset(SplitDataset):
+    """Items: `coords` int32 [M, 3], `feats` float32 [M, C], `index`; classification adds `label` (int64);
+    segmentation adds `voxel_labels` int64 [M] (majority of the voxel's labelled points, -1 if none),
+    `point_labels` int64 [P] and `point_to_voxel` int64 [P] (row of `coords` each sampled point fell into)."""
+
+    def __init__(self, source: PointCloudSet | str | Path, voxel_size: float = 0.02, num_points: int | None = 4096,
+                 normalize: str = "unit_cube", features: tuple[str, ...] | list[str] = ("ones",),
+                 augment: Augment | None = None, seed: int = 0, reduce: str = "mean"):
+        super().__init__(source)
+        check_feature_names(features)
+        self.voxel_size, self.num_points, self.normalize = voxel_size, num_points, normalize
+        self.features, self.augment, self.seed, self.reduce = tuple(features), augment, seed, reduce
+        if self.task not in ("classification", "segmentation"):
+            raise ValueError(f"{self.data.path}: unknown task '{self.task}'")
+
+    @property
+    def in_channels(self) -> int:
+        """Feature channels per voxel: what the model's first layer takes."""
+        return feature_channels(self.features)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         cloud = self.data[index]
