@@ -192,3 +192,21 @@ def test_bad_files_summary_lists_paths():
         bad.add(f"/d/f{i}.off", "empty mesh")
     text = bad.summary(limit=3)
     assert text.startswith("12 bad file(s) skipped:") and "/d/f0.off: empty mesh" in text and "9 more" in text
+
+
+def test_an_unexpected_error_in_one_file_skips_only_that_file(tmp_path, monkeypatch):
+    from plinth_sparsepipe.data import modelnet
+
+    root = make_off_layout(tmp_path / "m", bad=False)
+    real = modelnet.read_off
+
+    def flaky(path):
+        if path.name == "chair_0002.off":
+            raise ZeroDivisionError("surprise")
+        return real(path)
+
+    monkeypatch.setattr(modelnet, "read_off", flaky)
+    files = scan_modelnet(root)
+    train = list(read_split(files, "train", num_points=16))
+    assert [c.source for c in train] == ["chair/train/chair_0001.off", "table/train/table_0001.off"]
+    assert files.bad.items == [(str(root / "chair/train/chair_0002.off"), "unreadable (ZeroDivisionError: surprise)")]

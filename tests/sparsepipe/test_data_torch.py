@@ -131,3 +131,29 @@ def _seg_set(folder):
     write_split(path, [PointCloud(np.zeros((3, 3), np.float32), point_labels=np.zeros(3, np.int32))],
                 "segmentation", ["a"])
     return load_split(path)
+
+
+def test_dense_precompute_matches_lazy_items(shapes_file):
+    lazy = DenseGridDataset(shapes_file, resolution=16, num_points=64)
+    eager = DenseGridDataset(shapes_file, resolution=16, num_points=64, precompute=True)
+    assert len(eager._fps) == 4
+    for i in range(4):
+        assert torch.equal(lazy[i]["grid"], eager[i]["grid"])
+
+
+def test_unnormalised_clouds_are_not_clipped_to_the_unit_grid(tmp_path):
+    pts = np.array([[0, 0, 0], [3.0, 0, 0], [-2.0, 1, 0]], np.float32)
+    write_split(tmp_path / "m.parquet", [PointCloud(pts, point_labels=np.array([0, 1, 1], np.int32))],
+                "segmentation", ["a", "b"])
+    item = PointCloudDataset(tmp_path / "m.parquet", voxel_size=0.5, num_points=None, normalize="none")[0]
+    assert sorted(item["coords"][:, 0].tolist()) == [-4, 0, 6]  # metres / 0.5, nothing folded into [0, 2)
+
+
+def test_importing_the_data_package_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, plinth_sparsepipe.data as d; d.load_split; d.ShapesGenerator; "
+            "print(sorted(m for m in ('torch', 'pyarrow', 'plyfile') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

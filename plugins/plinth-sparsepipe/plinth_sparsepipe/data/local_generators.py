@@ -167,6 +167,9 @@ class PlyPointsGenerator(PointCloudGenerator):
             except OSError as exc:
                 bad.add(p, f"cannot read: {exc}")
                 continue
+            except Exception as exc:  # noqa: BLE001 - a broken file is that file's problem, never the run's
+                bad.add(p, f"unreadable ({type(exc).__name__}: {exc})")
+                continue
             cloud.normals = cloud.normals if "normals" in c.fields else None
             cloud.colors = cloud.colors if "colors" in c.fields else None
             out += split_blocks(cloud, c.block_size, c.min_points) if c.block_size else [cloud]

@@ -186,6 +186,8 @@ def _load_one(args: tuple) -> PointCloud | tuple[str, str]:
         return str(path), str(exc)
     except OSError as exc:
         return str(path), f"cannot read: {exc.strerror or exc}"
+    except Exception as exc:  # noqa: BLE001 - whatever else a broken file triggers, it is that file's problem
+        return str(path), f"unreadable ({type(exc).__name__}: {exc})"
 
 
 def read_split(files: ModelNetFiles, split: str, num_points: int = 4096, seed: int = 0, workers: int = 1,

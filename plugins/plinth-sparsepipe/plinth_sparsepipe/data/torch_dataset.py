@@ -6,9 +6,9 @@ augment (training only) -> features -> voxelise (unique voxels; features average
 come from `default_rng([seed, epoch, index])`: the same (seed, epoch, index) always gives the same sample, in any
 worker; call `set_epoch(e)` each epoch (with non-persistent DataLoader workers, which copy the dataset per epoch).
 
-Without augmentation voxel coordinates lie in [0, 1 / voxel_size) on each axis (0.02 -> the paper's 50^3: points
-on the upper face go to the last voxel); rotation and scale may carry them beyond, negative included, which the
-sparse engine accepts.
+Normalised and not augmented, voxel coordinates lie in [0, 1 / voxel_size) on each axis (0.02 -> the paper's 50^3:
+points on the upper face go to the last voxel); rotation and scale may carry them beyond, negative included, which
+the sparse engine accepts. With `normalize="none"` the voxel size is in the data's own units (e.g. metres).
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ class PointCloudDataset(SplitDataset):
         cloud = cloud.with_points(normalize(cloud.points, self.normalize))
         if self.augment is not None:
             cloud = self.augment(cloud, rng)
-        grid = None if self.augment is not None else int(round(1 / self.voxel_size))
+        in_cube = self.normalize != "none" and self.augment is None  # points known to lie in [0, 1]^3
+        grid = int(round(1 / self.voxel_size)) if in_cube else None
         vox = voxelize(cloud.points, self.voxel_size, point_features(cloud, self.features), self.reduce, grid)
         item: dict[str, Any] = {"coords": torch.from_numpy(vox.coords), "feats": torch.from_numpy(vox.feats),
                                 "index": index}
