@@ -51,7 +51,7 @@ def test_l_shape_union_hides_internal_faces_and_stays_uniform():
     total = 2 * cross + (4 * a + 4 * b) * 2 * w
     caps = np.isclose(np.abs(p[:, 1]), w, atol=1e-9, rtol=0)
     assert _close(caps.mean(), 2 * cross / total)
-    inner_x = np.isclose(p[:, 0], -a + 2 * t, atol=1e-9, rtol=0)  # the upright bar's inner face exists only above the foot
+    inner_x = np.isclose(p[:, 0], -a + 2 * t, atol=1e-9, rtol=0)  # the upright bar's inner face: only above the foot
     assert (p[inner_x, 2] >= -b + 2 * t - 1e-9).all()
     foot_top = np.isclose(p[:, 2], -b + 2 * t, atol=1e-9, rtol=0)  # the foot's top face exists only right of the bar
     assert (p[foot_top, 0] >= -a + 2 * t - 1e-9).all()

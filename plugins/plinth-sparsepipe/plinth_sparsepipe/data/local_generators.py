@@ -50,7 +50,8 @@ class ModelNet40Config(CachedConfig):
     root: str = Field(description="a ModelNet40 (or ModelNet10) folder: the .off layout or modelnet40_normal_resampled")
     layout: Literal["auto", "off", "resampled"] = Field("auto", description="checked against the folder")
     classes: list[str] | None = Field(None, description="keep only these classes, in this label order")
-    num_points: int = Field(4096, ge=16, description="points per shape (meshes: sampled by area; text: a random subset)")
+    num_points: int = Field(4096, ge=16,
+                            description="points per shape (meshes: sampled by area; text: a random subset)")
     normals: bool = Field(True, description="store normals (face normals for meshes)")
     seed: int = 0
     workers: int = Field(1, ge=1, description="processes reading files in parallel")

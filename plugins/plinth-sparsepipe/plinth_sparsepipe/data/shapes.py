@@ -52,7 +52,8 @@ def _prism(rng):
 
 def _capsule(rng):
     r, half = rng.uniform(0.15, 0.25), rng.uniform(0.25, 0.4)
-    return [Cylinder(r, half, caps=False), Placed(Sphere(r), shift=(0, 0, half)), Placed(Sphere(r), shift=(0, 0, -half))]
+    return [Cylinder(r, half, caps=False), Placed(Sphere(r), shift=(0, 0, half)),
+            Placed(Sphere(r), shift=(0, 0, -half))]
 
 
 def _bars(rng):
@@ -161,7 +162,9 @@ def make_shape(name: str, n: int, rng: np.random.Generator,
     """One sample of class `name`: float32 points [n, 3] and unit normals [n, 3]."""
     parts = SHAPE_CLASSES[name](rng)
     stretch = rng.uniform(1 - style.anisotropy, 1 + style.anisotropy, 3)
-    cut = rng.uniform(0.05, style.occlusion_max) if rng.random() < style.occlusion and style.occlusion_max > 0.05 else 0.0
+    cut = 0.0
+    if rng.random() < style.occlusion and style.occlusion_max > 0.05:
+        cut = rng.uniform(0.05, style.occlusion_max)
     p, nrm, _ = stretched_surface(parts, n, rng, stretch, cut)
     if style.noise > 0:
         p = p + rng.normal(0, style.noise, p.shape)

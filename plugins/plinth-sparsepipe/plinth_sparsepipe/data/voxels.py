@@ -45,7 +45,8 @@ def voxelize(points: np.ndarray, voxel_size: float, feats: np.ndarray | None = N
     return Voxels(coords=coords, feats=out, point_to_voxel=inverse.astype(np.int64))
 
 
-def voxel_majority(point_labels: np.ndarray, point_to_voxel: np.ndarray, num_voxels: int, ignore: int = -1) -> np.ndarray:
+def voxel_majority(point_labels: np.ndarray, point_to_voxel: np.ndarray, num_voxels: int,
+                   ignore: int = -1) -> np.ndarray:
     """Per-voxel label: the most frequent label among the voxel's points that are not `ignore` (ties: the smaller
     label); `ignore` where every point of a voxel is unlabelled."""
     out = np.full(num_voxels, ignore, dtype=np.int64)
