@@ -11,3 +11,11 @@ def plinth_register_generators(register):  # type: ignore[no-untyped-def]
     register("scenes", "plinth_sparsepipe.data.procedural:ScenesGenerator")
     register("modelnet40", "plinth_sparsepipe.data.local_generators:ModelNet40Generator")
     register("ply_points", "plinth_sparsepipe.data.local_generators:PlyPointsGenerator")
+
+
+@hookimpl
+def plinth_register_commands(subparsers):  # type: ignore[no-untyped-def]
+    # `plinth sparsepipe plan ...`; pipe/cli.py imports only argparse, the planner loads when the command runs
+    from .pipe.cli import add_commands
+
+    add_commands(subparsers)
