@@ -112,33 +112,83 @@ class KernelMap:
         return self._transposed
 
 
-def _pairs(in_keys: torch.Tensor, out_keys: torch.Tensor, deltas: torch.Tensor, skip: int | None):
-    """Look up out_keys + delta in in_keys for every offset: (in_idx, out_idx, sizes), offset-major."""
-    sorted_keys, perm = torch.sort(in_keys)
-    n_in = len(sorted_keys)
-    queries = out_keys[None, :] + deltas[:, None]  # [K, N_out]
-    if skip is not None:
-        queries[skip] = -1  # never matches: keys are >= 0
-    if n_in == 0:
-        found = torch.zeros_like(queries, dtype=torch.bool)
-        pos = torch.zeros_like(queries)
-    else:
-        pos = torch.searchsorted(sorted_keys, queries).clamp_(max=n_in - 1)
-        found = sorted_keys[pos] == queries
+def _lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(position in sorted_keys, found) for each query."""
+    if len(sorted_keys) == 0:
+        return torch.zeros_like(queries), torch.zeros_like(queries, dtype=torch.bool)
+    pos = torch.searchsorted(sorted_keys, queries).clamp_(max=len(sorted_keys) - 1)
+    return pos, sorted_keys[pos] == queries
+
+
+def _lookup_columns(sorted_keys: torch.Tensor, out_keys: torch.Tensor, offsets: torch.Tensor, step: int, k: int):
+    """Lookups for a k^3 offset grid with one searchsorted per (dx, dy) column instead of one per offset.
+
+    Offsets of a column differ only in z, by `step`; when no input key lies strictly between two targets of a
+    column (input z are multiples of `step`), the input matching target j + 1 is at most one row after the
+    candidate for target j, so the candidate advances by one row exactly when target j was found.
+    """
+    n = len(sorted_keys)
+    base = out_keys[None, :] + _key_delta(offsets[::k])[:, None]  # [k*k, N_out], lowest z of each column
+    pos = torch.searchsorted(sorted_keys, base)
+    positions, found = [], []
+    for j in range(k):
+        cand = pos.clamp(max=n - 1)
+        hit = sorted_keys[cand] == base + j * step
+        positions.append(cand)
+        found.append(hit)
+        pos = pos + hit
+    # offsets are z-fastest: offset index = column * k + j
+    return torch.stack(positions, 1).reshape(len(offsets), -1), torch.stack(found, 1).reshape(len(offsets), -1)
+
+
+def _lookup_offsets(
+    sorted_keys: torch.Tensor, out_keys: torch.Tensor, offsets: torch.Tensor, step: int | None, k: int
+):
+    """(pos, found) [len(offsets), N_out] for whole z-columns of k offsets: `step` = z spacing of inputs and offsets
+    when they coincide (no dilation), which enables the column lookup; None looks every offset up on its own."""
+    if step is not None and len(sorted_keys) and k > 1:
+        return _lookup_columns(sorted_keys, out_keys, offsets, step, k)
+    return _lookup(sorted_keys, out_keys[None, :] + _key_delta(offsets)[:, None])
+
+
+def _collect(pos: torch.Tensor, found: torch.Tensor, perm: torch.Tensor):
+    """(in_idx, out_idx, sizes) offset-major from lookup results; out_idx ascending within an offset."""
     sizes = found.sum(1).tolist()
     k_idx, out_idx = found.nonzero(as_tuple=True)
-    in_idx = perm[pos[k_idx, out_idx]]
-    return in_idx, out_idx, sizes
+    return perm[pos[k_idx, out_idx]], out_idx, sizes
+
+
+def _pairs(in_keys: torch.Tensor, out_keys: torch.Tensor, offsets: torch.Tensor, step: int | None, k: int):
+    sorted_keys, perm = torch.sort(in_keys)
+    return _collect(*_lookup_offsets(sorted_keys, out_keys, offsets, step, k), perm)
 
 
 def submanifold_map(coords: torch.Tensor, kernel_size: int, dilation: int = 1, tensor_stride: int = 1) -> KernelMap:
+    """For odd kernels only the offsets before the centre are looked up: the pairs of offset K-1-k (its mirror,
+    -d) are those of offset k with inputs and outputs swapped."""
     offsets = kernel_offsets(kernel_size, tensor_stride * dilation, coords.device)
     check_range(coords, int(offsets.abs().max()))
     keys = pack(coords)
+    n, K = len(keys), len(offsets)
     identity = _offset_grid(kernel_size).index((0, 0, 0))
-    in_idx, out_idx, sizes = _pairs(keys, keys, _key_delta(offsets), skip=identity)
-    sizes[identity] = len(keys)
-    return KernelMap(in_idx, out_idx, sizes, len(keys), len(keys), identity=identity)
+    step = tensor_stride if dilation == 1 else None
+    sorted_keys, perm = torch.sort(keys)
+    if kernel_size % 2 == 0:
+        pos, found = _lookup_offsets(sorted_keys, keys, offsets, step, kernel_size)
+        found[identity] = False
+        in_idx, out_idx, sizes = _collect(pos, found, perm)
+        sizes[identity] = n
+        return KernelMap(in_idx, out_idx, sizes, n, n, identity=identity)
+    half = K // 2  # == identity
+    whole_columns = (half // kernel_size + 1) * kernel_size
+    pos, found = _lookup_offsets(sorted_keys, keys, offsets[:whole_columns], step, kernel_size)
+    i_in, i_out, sizes = _collect(pos[:half], found[:half], perm)
+    ins, outs = list(i_in.split(sizes)), list(i_out.split(sizes))
+    mirrored = range(half - 1, -1, -1)  # offsets half+1 .. K-1 mirror half-1 .. 0
+    in_idx = torch.cat(ins + [outs[m] for m in mirrored]) if K > 1 else i_in
+    out_idx = torch.cat(outs + [ins[m] for m in mirrored]) if K > 1 else i_out
+    sizes = sizes + [n] + [sizes[m] for m in mirrored]
+    return KernelMap(in_idx, out_idx, sizes, n, n, identity=identity)
 
 
 def downsample_map(
@@ -150,7 +200,8 @@ def downsample_map(
     coarse = coords.long().clone()
     coarse[:, 1:] = torch.div(coarse[:, 1:], out_stride, rounding_mode="floor") * out_stride
     out_keys = torch.unique(pack(coarse), sorted=True)
-    in_idx, out_idx, sizes = _pairs(pack(coords), out_keys, _key_delta(offsets), skip=None)
+    step = tensor_stride if dilation == 1 else None
+    in_idx, out_idx, sizes = _pairs(pack(coords), out_keys, offsets, step, kernel_size)
     return KernelMap(in_idx, out_idx, sizes, len(coords), len(out_keys), out_coords=unpack(out_keys))
 
 
@@ -158,7 +209,6 @@ def generative_map(coords: torch.Tensor, kernel_size: int, dilation: int = 1, te
     offsets = kernel_offsets(kernel_size, tensor_stride * dilation, coords.device)
     check_range(coords, 2 * int(offsets.abs().max()))
     keys = pack(coords)
-    deltas = _key_delta(offsets)
-    out_keys = torch.unique((keys[None, :] - deltas[:, None]).reshape(-1), sorted=True)
-    in_idx, out_idx, sizes = _pairs(keys, out_keys, deltas, skip=None)
+    out_keys = torch.unique((keys[None, :] - _key_delta(offsets)[:, None]).reshape(-1), sorted=True)
+    in_idx, out_idx, sizes = _pairs(keys, out_keys, offsets, tensor_stride if dilation == 1 else None, kernel_size)
     return KernelMap(in_idx, out_idx, sizes, len(coords), len(out_keys), out_coords=unpack(out_keys))

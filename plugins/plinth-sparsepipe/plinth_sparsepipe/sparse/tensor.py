@@ -39,6 +39,8 @@ def _check_coords(coords: torch.Tensor, feats: torch.Tensor, stride: int) -> tor
         raise ValueError(f"SparseTensor: coords on {coords.device} but feats on {feats.device}")
     if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
         raise ValueError(f"SparseTensor: stride must be a positive int, got {stride!r}")
+    if stride > 1 and len(coords) and bool((coords[:, 1:] % stride != 0).any()):
+        raise ValueError(f"SparseTensor: coordinates of a stride-{stride} tensor must be multiples of {stride}")
     return coords.to(torch.int32).contiguous()
 
 

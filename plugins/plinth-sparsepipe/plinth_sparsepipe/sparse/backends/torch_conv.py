@@ -21,7 +21,8 @@ from ..kmap import KernelMap
 # Fused wins only where the per-offset loop's fixed cost dominates: tiny layers. Measured, see choose_dataflow.
 FUSED_MAX_ROWS = 4096
 FUSED_MIN_DENSITY = 0.5
-_CHUNK_ELEMENTS = 1 << 22  # column-buffer elements per chunk (16 MiB of float32)
+_CHUNK_ELEMENTS = 1 << 22  # fused: column-buffer elements per chunk (16 MiB of float32)
+CHUNK_ROWS = 4096  # per offset: pairs per gather -> mm -> scatter step (measured, see docs)
 
 
 def choose_dataflow(kmap: KernelMap, c_in: int, c_out: int) -> str:
@@ -47,8 +48,15 @@ def _offsets(kmap: KernelMap):
             yield k, kmap.in_idx[start:start + size], kmap.out_idx[start:start + size]
 
 
-def _max_size(kmap: KernelMap) -> int:
-    return max([n for k, n in enumerate(kmap.sizes) if k != kmap.identity] or [0])
+def _chunk_rows(kmap: KernelMap) -> int:
+    return min(CHUNK_ROWS, max([n for k, n in enumerate(kmap.sizes) if k != kmap.identity] or [0]))
+
+
+def _chunks(kmap: KernelMap, rows: int):
+    """(k, in_idx, out_idx) pieces of at most `rows` pairs: the gather/product buffers stay in cache."""
+    for k, i_in, i_out in _offsets(kmap):
+        for a in range(0, len(i_in), rows):
+            yield k, i_in[a:a + rows], i_out[a:a + rows]
 
 
 class GatherGemmScatter(torch.autograd.Function):
@@ -62,10 +70,11 @@ class GatherGemmScatter(torch.autograd.Function):
             torch.mm(feats, weight[kmap.identity], out=out)
         else:
             out.zero_()
-        m = _max_size(kmap)
-        gathered, product = feats.new_empty(m, c_in), feats.new_empty(m, c_out)
-        for k, i_in, i_out in _offsets(kmap):
-            g, p = gathered[: len(i_in)], product[: len(i_in)]
+        rows = _chunk_rows(kmap)
+        gathered, product = feats.new_empty(rows, c_in), feats.new_empty(rows, c_out)
+        for k, i_in, i_out in _chunks(kmap, rows):
+            n = len(i_in)
+            g, p = gathered[:n], product[:n]
             torch.index_select(feats, 0, i_in, out=g)
             torch.mm(g, weight[k], out=p)
             out.index_add_(0, i_out, p)
@@ -91,9 +100,9 @@ class GatherGemmScatter(torch.autograd.Function):
             grad_w = torch.zeros_like(weight)
             if kmap.identity is not None:
                 torch.mm(feats.t(), grad_out, out=grad_w[kmap.identity])
-        m = _max_size(kmap)
-        g_out, g_in = feats.new_empty(m, c_out), feats.new_empty(m, c_in)
-        for k, i_in, i_out in _offsets(kmap):
+        rows = _chunk_rows(kmap)
+        g_out, g_in = feats.new_empty(rows, c_out), feats.new_empty(rows, c_in)
+        for k, i_in, i_out in _chunks(kmap, rows):
             n = len(i_in)
             go = g_out[:n]
             torch.index_select(grad_out, 0, i_out, out=go)
@@ -104,7 +113,7 @@ class GatherGemmScatter(torch.autograd.Function):
             if need_w:
                 f = g_in[:n]
                 torch.index_select(feats, 0, i_in, out=f)
-                torch.mm(f.t(), go, out=grad_w[k])
+                grad_w[k].addmm_(f.t(), go)
         return grad_in, grad_w, None
 
 
