@@ -19,3 +19,13 @@ def plinth_register_commands(subparsers):  # type: ignore[no-untyped-def]
     from .pipe.cli import add_commands
 
     add_commands(subparsers)
+
+
+@hookimpl
+def plinth_register_trainers(register):  # type: ignore[no-untyped-def]
+    register("pointcloud", "plinth_sparsepipe.train.trainer:PointcloudTrainer")
+
+
+@hookimpl
+def plinth_register_evaluators(register):  # type: ignore[no-untyped-def]
+    register("pointcloud", "plinth_sparsepipe.evaluate.evaluator:PointcloudEvaluator")
