@@ -29,3 +29,8 @@ def plinth_register_trainers(register):  # type: ignore[no-untyped-def]
 @hookimpl
 def plinth_register_evaluators(register):  # type: ignore[no-untyped-def]
     register("pointcloud", "plinth_sparsepipe.evaluate.evaluator:PointcloudEvaluator")
+
+
+@hookimpl
+def plinth_register_strategies(register):  # type: ignore[no-untyped-def]
+    register("sparsepipe", "plinth_sparsepipe.pipe.strategy:SparsePipeStrategy")

@@ -25,6 +25,9 @@ def add_commands(subparsers) -> None:
     verbs = group.add_subparsers(dest="sparsepipe_command", metavar="COMMAND")
     group.set_defaults(func=lambda args: group.print_help() or 0)
     add_plan_parser(verbs)
+    from .profile_cli import add_profile_parser  # argparse only, like this module
+
+    add_profile_parser(verbs)
 
 
 def add_plan_parser(verbs) -> argparse.ArgumentParser:

@@ -102,18 +102,24 @@ class StageRuntime:
         self.group = self.groups.get(self.stage)
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.stash = WeightStash(module) if schedule == "1f1b" and warmup(layout, self.stage) > 0 else None
-        self.clock = RankClock(speed, self.device)
         self.outbox = Outbox(timeout_s, self.device)
         self.inflight: dict[int, tuple[Any, Any, int | None, int]] = {}
         self.step_stats: dict[int, dict[str, Any]] = {}
         self.updates = 0
+        self._inflight_bytes = 0
+        self.speed = speed
+        self.reset_measurements()
+
+    def reset_measurements(self) -> None:
+        """Start the counters `metrics()` reports afresh (the pipeline's state is untouched)."""
+        self.clock = RankClock(self.speed, self.device)
+        self.outbox.bytes_sent = {}
         self.counts: Counter = Counter()
         self.peaks = {"in_flight": 0, "activation_bytes": 0, "versions": 0}
         self.allreduce_bytes = 0
         self.wall_s = 0.0
         self.step_seconds: list[float] = []
         self.samples = 0
-        self._inflight_bytes = 0
 
     # -- names ----------------------------------------------------------------------------------------------
     def describe(self, rank: int) -> str:
@@ -391,6 +397,7 @@ class StageRuntime:
             "bubble_fraction": max(0.0, 1.0 - c.compute_s / wall), "speed": c.speed,
             "bytes_sent": dict(self.outbox.bytes_sent), "allreduce_bytes": self.allreduce_bytes,
             "forwards": self.counts["forward"], "backwards": self.counts["backward"], "updates": self.updates,
+            "stash": self.stash is not None,
             "peak_in_flight": self.peaks["in_flight"], "peak_weight_versions": self.peaks["versions"],
             "peak_activation_bytes": self.peaks["activation_bytes"],
             "step_seconds": list(self.step_seconds), "samples": self.samples,
