@@ -19,8 +19,8 @@ The trainer gets one with
         (None where reads_data is False), and returns with nothing in flight (a pipeline drains), so the trainer
         can checkpoint between calls. Before optimizer step number s (0-based, counted over the whole run from
         `first_step`) it sets each parameter group's lr to its base lr * spec.lr_factor(s). After each step it
-        calls on_step(StepStats) on every rank that can report (the last stage of a pipeline, or every DDP rank),
-        with loss and metric sums already reduced over the data-parallel ranks, so rank 0's values are global.
+        calls on_step(StepStats) at least on rank 0 (every DDP rank; a pipeline's rank 0, which gets the last
+        stage's values), with loss and metric sums already reduced over the data-parallel ranks (seam.md).
         A Batch is (input, target): input a SparseTensor (or a dense [B, C, X, Y, Z] tensor), target int64
         ([B] labels, or per-voxel labels [N] for segmentation); a pipeline carries the target to its last stage.
     runner.optimizer                    the optimizer of the parameters this rank holds
