@@ -16,6 +16,10 @@ GPU rates; then scaled so one iteration is 0.72 s. Parameter bytes are exact (4 
 a whole cluster file with --cluster (used as it is). A cut inside a level costs the next stage that level's kernel
 map again (`restart_s`); a cut after a pooling layer costs nothing extra.
 
+Every figure is a ratio within one run: planned vs data parallel and vs even split (all three priced by the same
+cost model), hierarchical vs exact solver, and the compute bound / planned: the bound 1 / sum(1 / t_device) is
+every device training whole batches with no communication at all, which no plan can beat.
+
     .venv/bin/python benchmarks/sparsepipe_plan.py                       # ~10 s on 2 busy cores
     .venv/bin/python benchmarks/sparsepipe_plan.py --profile my-vgg-b64.json
     .venv/bin/python benchmarks/sparsepipe_plan.py --write-estimate examples/clusters/profiles/sparse-vgg16-bn-b64-estimate.json
@@ -145,8 +149,10 @@ def run(cluster_file: Path, profile_args: list[str], sets: list[str]) -> list[di
             cluster = load_cluster(cluster_file, profile_args, [*sets, *layout_sets, f"inter_server_bandwidth={bw}"])
             exact_s, exact = timed(lambda: make_plan(cluster, solver="exact"))
             hier_s, hier = timed(lambda: make_plan(cluster, solver="hierarchical", baselines=False))
+            # no plan beats every device computing its own batches with no communication at all
+            bound = 1 / sum(1 / cluster.types[d.type].profile.total_time_s for d in cluster.devices())
             rows.append({
-                "layout": layout, "inter_server_bandwidth": bw, "layers": len(exact.layers),
+                "layout": layout, "inter_server_bandwidth": bw, "layers": len(exact.layers), "compute_bound_s": bound,
                 "devices": len(cluster.devices()),
                 "planned_s": exact.time_per_batch_s, "hierarchical_s": hier.time_per_batch_s,
                 "data_parallel_s": exact.compared_to["data-parallel"].time_per_batch_s,
@@ -184,12 +190,13 @@ def print_rows(rows: list[dict], big: dict | None, source: str) -> None:
         if r["layout"] != layout:
             layout = r["layout"]
             print(f"\n## {layout}  ({r['devices']} devices, {r['layers']} layers, 12 GB/s inside a server)\n")
-            print("| inter-server | planned s/batch | vs data parallel | vs even split | hierarchical/exact |"
-                  " planner ms (exact, hier.) | bottleneck |")
-            print("| --- | --- | --- | --- | --- | --- | --- |")
+            print("| inter-server | planned per batch | compute bound / planned | vs data parallel | vs even split |"
+                  " hierarchical / exact | planner ms (exact, hier.) | bottleneck |")
+            print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         dp = f"{r['speedup_over_data_parallel']:.2f}x" + ("" if r["data_parallel_fits"] else " (DP over memory)")
         ev = f"{r['speedup_over_even_split']:.2f}x" + ("" if r["even_split_fits"] else " (even over memory)")
-        print(f"| {r['inter_server_bandwidth'] / 1e9:g} GB/s | {r['planned_s'] * 1e3:.1f} ms | {dp} | {ev} | "
+        print(f"| {r['inter_server_bandwidth'] / 1e9:g} GB/s | {r['planned_s'] * 1e3:.1f} ms | "
+              f"{r['compute_bound_s'] / r['planned_s']:.3f} | {dp} | {ev} | "
               f"{r['hierarchical_over_exact']:.3f} | {r['exact_planner_s'] * 1e3:.0f}, "
               f"{r['hierarchical_planner_s'] * 1e3:.0f} | {r['bottleneck']} |")
     print("\nplans (exact solver):")
