@@ -25,9 +25,14 @@ SHAPE = (7, 6, 8)
 ATOL = 1e-4
 
 
-@pytest.fixture(params=["per_offset", "fused"])
+@pytest.fixture(params=["per_offset", "fused", "per_offset_chunked", "fused_chunked"])
 def dataflow(request, monkeypatch):
-    monkeypatch.setattr(torch_conv, "choose_dataflow", lambda kmap, ci, co: request.param)
+    """Both dataflows, each also with tiny chunks so that every offset spans several gather-GEMM-scatter steps."""
+    flow = request.param.replace("_chunked", "")
+    monkeypatch.setattr(torch_conv, "choose_dataflow", lambda kmap, ci, co: flow)
+    if request.param.endswith("_chunked"):
+        monkeypatch.setattr(torch_conv, "_chunk_rows", lambda kmap, width: 3)
+        monkeypatch.setattr(torch_conv, "_CHUNK_ELEMENTS", 40)
     return request.param
 
 

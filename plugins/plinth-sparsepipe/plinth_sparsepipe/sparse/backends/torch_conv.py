@@ -18,17 +18,16 @@ import torch
 
 from ..kmap import KernelMap
 
-# Fused wins only where the per-offset loop's fixed cost dominates: tiny layers. Measured, see choose_dataflow.
-FUSED_MAX_ROWS = 4096
-FUSED_MIN_DENSITY = 0.5
+# Fused wins where the per-offset loop's fixed cost per op dominates: small layers (measured by
+# benchmarks/sparse_conv.py --sections dataflow; the crossover sat between n_out*Cin*Cout = 1M and 8M).
+FUSED_MAX_WORK = 1 << 21
 _CHUNK_ELEMENTS = 1 << 22  # fused: column-buffer elements per chunk (16 MiB of float32)
-CHUNK_ROWS = 4096  # per offset: pairs per gather -> mm -> scatter step (measured, see docs)
+CHUNK_ELEMENTS = 1 << 18  # per offset: buffer elements per gather -> mm -> scatter step (1 MiB float32, stays in L2)
 
 
 def choose_dataflow(kmap: KernelMap, c_in: int, c_out: int) -> str:
-    """'fused' or 'per_offset' (rule and measurements: docs/plugins/sparsepipe.md, "Sparse engine")."""
-    density = kmap.num_pairs / max(1, kmap.n_out * kmap.kernel_volume)
-    if kmap.kernel_volume > 1 and kmap.n_out <= FUSED_MAX_ROWS and density >= FUSED_MIN_DENSITY:
+    """'fused' when n_out * c_in * c_out <= FUSED_MAX_WORK, else 'per_offset' (measurements: docs/plugins/sparsepipe.md)."""
+    if kmap.kernel_volume > 1 and kmap.n_out * c_in * c_out <= FUSED_MAX_WORK:
         return "fused"
     return "per_offset"
 
@@ -48,8 +47,11 @@ def _offsets(kmap: KernelMap):
             yield k, kmap.in_idx[start:start + size], kmap.out_idx[start:start + size]
 
 
-def _chunk_rows(kmap: KernelMap) -> int:
-    return min(CHUNK_ROWS, max([n for k, n in enumerate(kmap.sizes) if k != kmap.identity] or [0]))
+def _chunk_rows(kmap: KernelMap, width: int) -> int:
+    """Pairs per step: 4096 at 64 channels (measured: 1.28 s vs 1.68 s unchunked for 3^3 64->64 fwd + bwd on
+    113k voxels, one thread), never more than the largest offset needs."""
+    largest = max([n for k, n in enumerate(kmap.sizes) if k != kmap.identity] or [0])
+    return min(largest, max(64, CHUNK_ELEMENTS // max(1, width)))
 
 
 def _chunks(kmap: KernelMap, rows: int):
@@ -70,7 +72,7 @@ class GatherGemmScatter(torch.autograd.Function):
             torch.mm(feats, weight[kmap.identity], out=out)
         else:
             out.zero_()
-        rows = _chunk_rows(kmap)
+        rows = _chunk_rows(kmap, max(c_in, c_out))
         gathered, product = feats.new_empty(rows, c_in), feats.new_empty(rows, c_out)
         for k, i_in, i_out in _chunks(kmap, rows):
             n = len(i_in)
@@ -100,7 +102,7 @@ class GatherGemmScatter(torch.autograd.Function):
             grad_w = torch.zeros_like(weight)
             if kmap.identity is not None:
                 torch.mm(feats.t(), grad_out, out=grad_w[kmap.identity])
-        rows = _chunk_rows(kmap)
+        rows = _chunk_rows(kmap, max(c_in, c_out))
         g_out, g_in = feats.new_empty(rows, c_out), feats.new_empty(rows, c_in)
         for k, i_in, i_out in _chunks(kmap, rows):
             n = len(i_in)
