@@ -23,12 +23,7 @@ DATA = {"voxel_size": 0.1, "num_points": 512, "normalize": "unit_cube", "feature
 TRAINING = {"seconds_per_epoch": [2.0, 2.5, 2.25], "peak_rss_mb": 612.5, "peak_rss_increase_mb": 80.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_classification_scores_match_scikit_learn():

@@ -16,6 +16,7 @@ from plinth_sparsepipe.models.options import DenseVGGOptions, SparseVGGOptions
 from plinth_sparsepipe.sparse import SparseTensor, sparse_collate
 from plinth_sparsepipe.sparse import nn as spnn
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 CFG_D = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
 
@@ -100,22 +101,27 @@ def dense_reference(sparse: SparseVGG16BN) -> DenseVGG16BN:
 
 def test_sparse_vgg_on_a_fully_occupied_grid_equals_the_dense_vgg_with_the_same_weights():
     """On a grid with every voxel active, submanifold conv = zero-padded dense conv, sparse BN over voxels = BN3d,
-    sparse 2^3 max pool = max_pool3d: the whole sparse VGG16-BN must equal the dense one (train-mode BN too)."""
+    sparse 2^3 max pool = max_pool3d: the whole sparse VGG16-BN must equal the dense one (train-mode BN too).
+    In float64: float32 batch-norm backward over 65k voxels is only good to ~1e-3 on one CPU thread."""
     torch.manual_seed(0)
     sparse = SparseVGG16BN(1, 4, SparseVGGOptions(width=1 / 16, dropout=0.0, hidden=64))
-    dense = dense_reference(sparse)
+    dense = dense_reference(sparse).double()
+    sparse = sparse.double()
     side = 32  # five pools: 32 -> 1
-    grid = torch.rand(2, 1, side, side, side)
+    grid = torch.rand(2, 1, side, side, side, dtype=torch.float64)
     x = SparseTensor.from_dense(grid, mask=torch.ones(2, side, side, side, dtype=torch.bool))
     assert len(x) == 2 * side**3
     out_sparse = sparse.train()(x)
     out_dense = dense.train()(grid)
-    torch.testing.assert_close(out_sparse, out_dense, rtol=1e-4, atol=1e-5)
-    out_sparse.sum().backward()
-    out_dense.sum().backward()
-    g = sparse.conv1_1.conv.weight.grad
-    torch.testing.assert_close(g.permute(2, 1, 0).reshape(-1, 1, 3, 3, 3), dense.conv1_1.conv.weight.grad,
-                               rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(out_sparse, out_dense, rtol=1e-9, atol=1e-9)
+    weights = torch.randn_like(out_dense)
+    (out_sparse * weights).sum().backward()
+    (out_dense * weights).sum().backward()
+    for name in ("conv1_1", "conv3_2", "conv5_3"):
+        g = getattr(sparse, name).conv.weight.grad  # [27, cin, cout]
+        torch.testing.assert_close(g.permute(2, 1, 0).reshape(g.shape[2], g.shape[1], 3, 3, 3),
+                                   getattr(dense, name).conv.weight.grad, rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(sparse.fc1[0].weight.grad, dense.fc1[0].weight.grad, rtol=1e-8, atol=1e-9)
 
 
 def test_dense_baseline_takes_a_32_cubed_occupancy_grid():

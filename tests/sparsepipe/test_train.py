@@ -25,12 +25,7 @@ FAST = {"voxel_size": 0.1, "num_points": 512, "threads": 1, "batch_size": 6, "op
 RESNET = {"name": "sparse_resnet", "width": 0.25, "channels": [32, 64, 128], "blocks": [1, 1, 1]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ Any safetensors reader opens the weights; `load_checkpoint` rebuilds the model f
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,14 @@ WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 def save_checkpoint(folder: str | Path, model, **extra: Any) -> Path:
     """Write the model's weights and config into `folder` (created); the config is written last."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from plinth.rundir import write_json_atomic
+    from plinth.rundir import write_bytes_atomic, write_json_atomic
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = folder / f".{WEIGHTS}.tmp"
-    save_file(state, str(tmp), metadata={"schema": CHECKPOINT_SCHEMA, "model": model.options.name})
-    os.replace(tmp, folder / WEIGHTS)
+    write_bytes_atomic(folder / WEIGHTS, save(state, metadata={"schema": CHECKPOINT_SCHEMA,
+                                                               "model": model.options.name}))
     write_json_atomic(folder / CONFIG, {"schema": CHECKPOINT_SCHEMA, "model": model.config(), **extra})
     return folder
 

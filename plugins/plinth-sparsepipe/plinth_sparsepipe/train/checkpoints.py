@@ -7,16 +7,15 @@
 
 from __future__ import annotations
 
-import os
+import io
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from plinth import ConfigError
-from plinth.rundir import read_json, write_json_atomic
+from plinth.rundir import read_json, write_bytes_atomic, write_json_atomic
 
 MARKER = "complete.json"
 
@@ -29,16 +28,9 @@ def _barrier() -> None:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def complete_checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
