@@ -3,7 +3,9 @@
 The cloud: the surfaces of a sphere and a torus sampled with 1.5M points in the unit cube and voxelised at 32^3,
 64^3, 128^3 and 256^3 (~113k active voxels at 256^3, ~1.5M neighbour pairs for a 3^3 kernel): surface-like, as
 a scanned or mesh-sampled shape is. Every case runs in its own fresh subprocess with `--threads` torch threads:
-time is the best of the repeats around the op only; peak memory is the rise of the process's peak RSS (VmHWM,
+time is the best of the repeats around the op only (OMP_WAIT_POLICY=PASSIVE for every case unless
+`--omp-wait-policy` says otherwise: under load, OpenMP threads spinning at barriers slowed our many-op conv 6x
+and torch.mm 2x in one measurement here); peak memory is the rise of the process's peak RSS (VmHWM,
 reset through /proc/self/clear_refs just before the inputs are created) over one forward + backward, so it counts
 the input features, the kernel map or dense grid, outputs, gradients and every temporary buffer. The dense
 baseline gets `--dense-cap-gb` of address space beyond what the process holds before its inputs; a case that needs
@@ -345,9 +347,14 @@ def worker_main(spec: dict) -> None:
 
 
 # -- orchestration ------------------------------------------------------------------------------------------------
+WAIT_POLICY = ["PASSIVE"]
+
+
 def run_case(kind: str, timeout: float = 1800, **spec) -> dict:
     spec = {"kind": kind, **spec}
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]))
+    if WAIT_POLICY[0] != "default":
+        env["OMP_WAIT_POLICY"] = WAIT_POLICY[0]
     proc = subprocess.run(
         [sys.executable, str(HERE), "--worker", json.dumps(spec)], capture_output=True, text=True, env=env,
         timeout=timeout,
@@ -365,15 +372,24 @@ def _fmt(v, digits=3):
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def _header(title: str, columns: list[str]) -> None:
+    print(f"\n## {title}")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
+
+
 def section_dense(a, out):
-    print(f"\n## Sparse vs dense Conv3d (3^3, {a.dense_channels}->{a.dense_channels}, fwd + bwd, threads={a.threads})")
-    print("| grid | active voxels | sparse s (map + conv) | dense s | speed-up | sparse peak MB | dense peak MB | memory ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    _header(
+        f"Sparse vs dense Conv3d (3^3, {a.dense_channels}->{a.dense_channels}, fwd + bwd, threads={a.threads})",
+        ['grid', 'active voxels', 'sparse s (map + conv)', 'dense s', 'speed-up', 'sparse peak MB', 'dense peak MB',
+         'memory ratio'],
+    )
     rows = []
     for res in a.grids:
         s = run_case("sparse", res=res, channels=a.dense_channels, repeats=a.repeats, threads=a.threads)
         reps = a.repeats if res <= 64 else 1
-        d = run_case("dense", res=res, channels=a.dense_channels, repeats=reps, threads=a.threads, cap_gb=a.dense_cap_gb)
+        d = run_case("dense", res=res, channels=a.dense_channels, repeats=reps, threads=a.threads,
+                     cap_gb=a.dense_cap_gb)
         if d.get("oom"):
             dense_s = dense_mb = speed = mem = None
             note = f"out of memory (cap {a.dense_cap_gb} GB, needs ~{d.get('estimated_gb', '?')} GB)"
@@ -388,9 +404,10 @@ def section_dense(a, out):
 
 
 def section_gemm(a, out):
-    print(f"\n## Achieved GFLOP/s vs torch.mm of the same shapes ({a.big}^3 cloud, 3^3 conv fwd + bwd, threads={a.threads})")
-    print("| channels | voxels | pairs | ours s | ours GFLOP/s | torch.mm GFLOP/s | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    _header(
+        f"Achieved GFLOP/s vs torch.mm of the same shapes ({a.big}^3 cloud, 3^3 conv fwd + bwd, threads={a.threads})",
+        ['channels', 'voxels', 'pairs', 'ours s', 'ours GFLOP/s', 'torch.mm GFLOP/s', 'ratio'],
+    )
     rows = []
     for c in a.channels:
         r = run_case("gemm", res=a.big, channels=c, repeats=a.repeats, threads=a.threads)
@@ -403,9 +420,10 @@ def section_gemm(a, out):
 
 def section_baselines(a, out):
     c = 64
-    print(f"\n## vs spconv (CPU build) and ocnn: 3^3 {c}->{c} fwd + bwd on the {a.big}^3 cloud (kernel maps cached)")
-    print("| implementation | threads | voxels | s | ours / it (speed-up) | note |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    _header(
+        f"vs spconv (CPU build) and ocnn: 3^3 {c}->{c} fwd + bwd on the {a.big}^3 cloud (kernel maps cached)",
+        ['implementation', 'threads', 'voxels', 's', 'ours / it (speed-up)', 'note'],
+    )
     rows = []
     for threads in sorted({a.threads, 1}, reverse=True):
         ours = run_case("kmap", res=a.big, channels=c, repeats=a.repeats, threads=threads)
@@ -427,9 +445,10 @@ def section_baselines(a, out):
 
 
 def section_kmap(a, out):
-    print(f"\n## Kernel-map build vs one conv (3^3 64->64 fwd + bwd on the cached map, threads={a.threads})")
-    print("| grid | voxels | submanifold 3^3 map s | strided 2^3 map s | conv s | map / conv |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    _header(
+        f"Kernel-map build vs one conv (3^3 64->64 fwd + bwd on the cached map, threads={a.threads})",
+        ['grid', 'voxels', 'submanifold 3^3 map s', 'strided 2^3 map s', 'conv s', 'map / conv'],
+    )
     rows = []
     for res in a.grids:
         r = run_case("kmap", res=res, channels=64, repeats=a.repeats, threads=a.threads)
@@ -441,9 +460,10 @@ def section_kmap(a, out):
 
 
 def section_dataflow(a, out):
-    print(f"\n## Dataflow: per-offset vs fused, fwd + bwd (threads={a.threads}); the rule's pick in the last column")
-    print("| channels | layer | n_out | pair density | per-offset s | fused s | faster | rule picks |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    _header(
+        f"Dataflow: per-offset vs fused, fwd + bwd (threads={a.threads}); the rule's pick in the last column",
+        ['channels', 'layer', 'n_out', 'pair density', 'per-offset s', 'fused s', 'faster', 'rule picks'],
+    )
     rows = []
     for c in a.flow_channels:
         r = run_case("dataflow", channels=c, repeats=a.repeats, threads=a.threads)
@@ -471,6 +491,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dense-channels", type=int, default=32)
     p.add_argument("--dense-cap-gb", type=float, default=6.0)
+    p.add_argument(
+        "--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "default"],
+        help="OMP_WAIT_POLICY for every case (default PASSIVE: on a shared machine, threads spinning at OpenMP "
+        "barriers burn the cores the other threads wait for; 'default' leaves the environment as it is)",
+    )
     p.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     a = p.parse_args()
     if a.worker:
@@ -482,7 +507,10 @@ def main() -> None:
     a.flow_channels = [16] if a.quick else [16, 64]
     if a.quick:
         a.repeats = 1
-    out = {"threads": a.threads, "repeats": a.repeats, "command": " ".join(sys.argv)}
+    WAIT_POLICY[0] = a.omp_wait_policy
+    out = {"threads": a.threads, "repeats": a.repeats, "omp_wait_policy": a.omp_wait_policy,
+           "command": " ".join(sys.argv)}
+    print(f"threads={a.threads} repeats={a.repeats} OMP_WAIT_POLICY={a.omp_wait_policy}")
     t0 = time.time()
     for name in a.sections.split(","):
         SECTIONS[name.strip()](a, out)

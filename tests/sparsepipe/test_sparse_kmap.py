@@ -56,7 +56,9 @@ def test_submanifold_map_equals_brute_force(k, dilation, t):
     assert _as_dict(m) == _reference(coords, coords, k, t * dilation)
 
 
-@pytest.mark.parametrize("k,stride,dilation,t", [(2, 2, 1, 1), (3, 2, 1, 1), (1, 2, 1, 1), (3, 2, 2, 1), (2, 2, 1, 2), (3, 3, 1, 1)])
+@pytest.mark.parametrize(
+    "k,stride,dilation,t", [(2, 2, 1, 1), (3, 2, 1, 1), (1, 2, 1, 1), (3, 2, 2, 1), (2, 2, 1, 2), (3, 3, 1, 1)]
+)
 def test_downsample_map_equals_brute_force(k, stride, dilation, t):
     coords = _coords(150, seed=k + stride, step=t, low=-4)
     m = km.downsample_map(coords, k, stride, dilation, t)

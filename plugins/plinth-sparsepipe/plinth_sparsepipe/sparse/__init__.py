@@ -14,7 +14,8 @@ SparseTensor(coords, feats, stride=1, *, batch_size=None)
     .coords .feats .stride .batch_size .num_channels len(x)
     .replace(feats)           same coordinates, new features; shares the kernel-map cache
     .to(device, dtype=None)   moves (fresh cache on another device)
-    .dense(spatial_shape=None, origin=(0,0,0), fill=0.) -> [B, C, X, Y, Z];  SparseTensor.from_dense(dense, mask=None, stride=1)
+    .dense(spatial_shape=None, origin=(0,0,0), fill=0.) -> [B, C, X, Y, Z]
+    SparseTensor.from_dense(dense, mask=None, stride=1)
     .to_tensors() -> (coords int32 [N,4], feats [N,C], stride int64 [1], offsets int64 [B+1]);
     SparseTensor.from_tensors(coords, feats, stride, offsets=None)   (kernel maps are rebuilt where it arrives)
     .cache                    CoordinateCache: coords per stride, kernel maps per (stride, kernel, conv stride,

@@ -33,11 +33,15 @@ def sparse_collate(clouds: Sequence[tuple], stride: int = 1) -> SparseTensor:
             raise ValueError(f"sparse_collate: cloud {i} must be (coords, feats), got {len(item)} items")
         c, f = _as_tensor(item[0], "coords", i), _as_tensor(item[1], "feats", i)
         if c.dim() != 2 or c.shape[1] != 3 or c.dtype.is_floating_point:
-            raise ValueError(f"sparse_collate: cloud {i}: coords must be integer [N, 3], got {c.dtype} {tuple(c.shape)}")
+            raise ValueError(
+                f"sparse_collate: cloud {i}: coords must be integer [N, 3], got {c.dtype} {tuple(c.shape)}"
+            )
         if f.dim() != 2 or f.shape[0] != c.shape[0]:
             raise ValueError(f"sparse_collate: cloud {i}: feats must be [{c.shape[0]}, C], got {tuple(f.shape)}")
         if feats and f.shape[1] != feats[0].shape[1]:
-            raise ValueError(f"sparse_collate: cloud {i} has {f.shape[1]} feature channels, cloud 0 has {feats[0].shape[1]}")
+            raise ValueError(
+                f"sparse_collate: cloud {i} has {f.shape[1]} feature channels, cloud 0 has {feats[0].shape[1]}"
+            )
         coords.append(torch.cat([c.new_full((len(c), 1), i), c], 1).to(torch.int32))
         feats.append(f)
     out = SparseTensor(torch.cat(coords), torch.cat(feats), stride, batch_size=len(clouds))

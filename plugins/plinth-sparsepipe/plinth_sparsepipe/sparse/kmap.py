@@ -71,7 +71,8 @@ def check_range(coords: torch.Tensor, reach: int) -> None:
 
 @dataclass
 class KernelMap:
-    """Pairs per kernel offset, concatenated in offset order: offset k owns in_idx/out_idx[starts[k]:starts[k]+sizes[k]].
+    """Pairs per kernel offset, concatenated in offset order: offset k owns
+    in_idx/out_idx[starts[k] : starts[k] + sizes[k]].
 
     The identity offset of a submanifold map (d = 0: output i reads input i) is not stored: `identity` names it and
     the convolution treats it as one plain matmul. `out_coords` is set for maps that create coordinates.

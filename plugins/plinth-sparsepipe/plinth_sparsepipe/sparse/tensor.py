@@ -16,7 +16,7 @@ import torch
 
 @dataclass
 class CoordinateCache:
-    """What layers share: coordinates per tensor stride, kernel maps per (stride, kernel, conv stride, dilation, kind)."""
+    """Shared by layers: coords per tensor stride; kernel maps per (stride, kernel, conv stride, dilation, kind)."""
 
     coords: dict[int, torch.Tensor] = field(default_factory=dict)
     kmaps: dict[tuple, Any] = field(default_factory=dict)
@@ -143,7 +143,9 @@ class SparseTensor:
         """int64 [B + 1]: rows of cloud b are offsets[b]:offsets[b + 1] (coords must be grouped by batch index)."""
         b = self.coords[:, 0]
         if len(b) > 1 and bool((b[1:] < b[:-1]).any()):
-            raise ValueError("batch_offsets: rows are not grouped by batch index (sparse_collate and every op keep them so)")
+            raise ValueError(
+                "batch_offsets: rows are not grouped by batch index (sparse_collate and every op keep them so)"
+            )
         counts = torch.bincount(b.long(), minlength=self.batch_size)
         return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
 
@@ -162,5 +164,7 @@ class SparseTensor:
         if offsets is not None:
             batch_size = offsets.numel() - 1
             if int(offsets[-1]) != coords.shape[0]:
-                raise ValueError(f"from_tensors: offsets end at {int(offsets[-1])} but there are {coords.shape[0]} rows")
+                raise ValueError(
+                    f"from_tensors: offsets end at {int(offsets[-1])} but there are {coords.shape[0]} rows"
+                )
         return SparseTensor(coords, feats, stride, batch_size=batch_size)

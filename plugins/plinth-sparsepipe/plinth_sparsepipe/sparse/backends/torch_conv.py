@@ -26,7 +26,7 @@ CHUNK_ELEMENTS = 1 << 18  # per offset: buffer elements per gather -> mm -> scat
 
 
 def choose_dataflow(kmap: KernelMap, c_in: int, c_out: int) -> str:
-    """'fused' when n_out * c_in * c_out <= FUSED_MAX_WORK, else 'per_offset' (measurements: docs/plugins/sparsepipe.md)."""
+    """'fused' when n_out * c_in * c_out <= FUSED_MAX_WORK, else 'per_offset' (measured: docs/plugins/sparsepipe.md)."""
     if kmap.kernel_volume > 1 and kmap.n_out * c_in * c_out <= FUSED_MAX_WORK:
         return "fused"
     return "per_offset"
