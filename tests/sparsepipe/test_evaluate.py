@@ -110,7 +110,7 @@ def test_evaluator_writes_the_metrics_schema_for_sparse_and_dense_models(tmp_pat
     extra = json.loads((ctx.output_dir / doc["models"]["sparse"]["per_class"]).read_text())
     assert np.array(extra["confusion"]["matrix"]).sum() == 15 and extra["confusion"]["classes"] == classes
     samples = (ctx.output_dir / doc["models"]["sparse"]["samples"]).read_text().splitlines()
-    assert len(samples) == 15 and set(json.loads(samples[0])) == {"index", "label", "pred", "correct"}
+    assert len(samples) == 15 and set(json.loads(samples[0])) == {"index", "source", "label", "pred", "correct"}
     assert "| sphere |" in (ctx.output_dir / "samples" / "per_class.md").read_text()
 
 

@@ -129,6 +129,11 @@ def test_validate_reports_bad_trainer_parameters(tmp_path, plinth_cmd, monkeypat
     assert "stages.train.backend" in res.stderr and "did you mean 'torchsparse'" in res.stderr
     assert "stages.train.features" in res.stderr and "rgb" in res.stderr
     assert "stages.train.model.sparse_resnet.widht" in res.stderr
+    text = (tmp_path / "p.toml").read_text().replace('backend = "torchsparsee"\n', "").replace(', "rgb"', "")
+    (tmp_path / "p.toml").write_text(text.replace('name = "sparse_resnet", widht = 0.5', 'name = "dense_vgg16_bn"')
+                                     + "grid_resolution = 16\n")
+    res = plinth_cmd("validate", "p.toml", cwd=tmp_path)
+    assert res.returncode != 0 and "needs at least 32" in res.stderr and "Traceback" not in res.stderr
 
 
 class RecordingRunner(LocalRunner):

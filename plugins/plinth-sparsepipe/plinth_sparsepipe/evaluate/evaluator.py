@@ -128,13 +128,14 @@ class PointcloudEvaluator(Evaluator):
                     keep = (scene == b) & (point_label != ignore)
                     cm = confusion(point_label[keep], point_pred[keep], k)
                     scene_cms.append(cm)
-                    samples.append({"index": index, "points": int(keep.sum()),
+                    samples.append({"index": index, "source": dataset.data.sources[index], "points": int(keep.sum()),
                                     "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
                                     "miou": float(np.nanmean(iou(cm))) if cm.sum() else None})
         if model.task == "classification":
             y, p = np.concatenate(labels), np.concatenate(preds)
             scores, per_class, cm = classification_scores(y, p, dataset.classes)
-            samples = [{"index": i, "label": dataset.classes[a], "pred": dataset.classes[b], "correct": bool(a == b)}
+            samples = [{"index": i, "source": dataset.data.sources[i], "label": dataset.classes[a],
+                        "pred": dataset.classes[b], "correct": bool(a == b)}
                        for i, (a, b) in enumerate(zip(y.tolist(), p.tolist()))]
         else:
             scores, per_class, cm = segmentation_scores(scene_cms, dataset.classes)

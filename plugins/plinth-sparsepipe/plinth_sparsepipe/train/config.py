@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from plinth.components import ComponentConfig
 
@@ -77,6 +77,13 @@ class PointcloudTrainerConfig(ComponentConfig):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return name
+
+    @model_validator(mode="after")
+    def _grid_fits_the_dense_vgg(self) -> "PointcloudTrainerConfig":
+        if self.model.name == "dense_vgg16_bn" and self.grid_resolution < 32:
+            raise ValueError(f"grid_resolution = {self.grid_resolution}: the dense VGG16-BN halves the grid five "
+                             "times, so it needs at least 32")
+        return self
 
     def augmentation(self) -> Augment | None:
         if self.augment is True:

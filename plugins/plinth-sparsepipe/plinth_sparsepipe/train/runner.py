@@ -13,7 +13,9 @@ The trainer gets one with
 
     runner.reads_data -> bool           False on ranks that read no data (pipeline ranks past stage 0)
     runner.data_shard() -> (i, n)       this rank reads shard i of n disjoint shards of every epoch's order
-                                        (local (0, 1); DDP (rank, world); pipeline (replica of stage 0, replicas))
+                                        (local (0, 1); DDP (rank, world); pipeline (replica of stage 0, replicas)).
+                                        n must be the same on EVERY rank, readers or not: each rank derives the
+                                        steps per epoch from it (batch_size // n samples per reader and step)
     runner.train(batches, steps, first_step, on_step)
         runs exactly `steps` optimizer steps, consuming exactly one batch per step from the iterator `batches`
         (None where reads_data is False), and returns with nothing in flight (a pipeline drains), so the trainer
