@@ -2,8 +2,8 @@
 
 `launch([scenario, ...], world, out)` runs `pipe_scenarios.py OUT WORLD SCENARIO...`: one Python process imports
 torch once (many seconds of CPU on a shared machine) and, scenario after scenario, forks `world` ranks with
-torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), one thread each. Each rank's output goes to
-OUT/<scenario>/log-<rank>.txt, its exit status and time to OUT/<scenario>/procs.json. Everything is killed at the
+torchrun's environment (`plinth_sparsepipe.pipe.forked`), one thread each. Each rank's output goes to
+OUT/<scenario>/log-<rank>.txt, its exit status and time to OUT/<scenario>/ranks.json. Everything is killed at the
 deadline, so a hang fails the test instead of blocking the suite.
 """
 
@@ -43,11 +43,12 @@ def launch(scenarios: list[str], world: int, out: Path, deadline_s: float = 90.0
     result = {}
     for scenario in scenarios:
         folder = out / scenario.replace(":", "-")
-        status = json.loads((folder / "procs.json").read_text()) if (folder / "procs.json").exists() else {}
+        ranks = json.loads((folder / "ranks.json").read_text()) if (folder / "ranks.json").exists() else []
+        status = {r["rank"]: r for r in ranks}
         procs = []
         for rank in range(world):
             log = folder / f"log-{rank}.txt"
-            rec = status.get(str(rank), {})
+            rec = status.get(rank, {})
             procs.append(Proc(rank, rec.get("returncode"), log.read_text(errors="replace") if log.exists() else "",
                               rec.get("seconds")))
         if len(status) < world:
@@ -132,5 +133,7 @@ def expected_messages():
     empty = SparseTensor(torch.zeros(0, 4, dtype=torch.int32), torch.zeros(0, 3), 1, batch_size=0)
     msgs.append((SPARSE, empty, None))
     msgs.append((DENSE, torch.randn(4, 7, generator=torch.Generator().manual_seed(3)), torch.tensor([1, 0, 2, 1])))
+    grid = torch.rand(2, 3, 5, 4, 6, generator=torch.Generator().manual_seed(4))  # the dense baseline's activations
+    msgs.append((DENSE, grid, torch.tensor([2, 0])))
     msgs.append((OBJECT, {"loss_sum": 1.5, "sums": {"correct": 3.0}}, None))
     return msgs

@@ -1,19 +1,16 @@
 """The ranks of multi-process pipeline tests: `python pipe_scenarios.py OUT N SCENARIO [SCENARIO...]`.
 
-The process imports torch once, then for each scenario (e.g. `suite3`, `fault:die:gpipe:5`) forks N ranks on a
-fresh port (see pipe_harness). A scenario writes what the test checks to OUT/<scenario> (torch.save files); a
-failing rank writes its error to OUT/<scenario>/error-<rank>.txt and exits 1.
+The process imports torch once, then for each scenario (e.g. `suite3`, `fault:die:gpipe:5`) forks N ranks
+(`plinth_sparsepipe.pipe.forked`). A scenario writes what the test checks to OUT/<scenario> (torch.save files); a
+failing rank's error is in OUT/<scenario>/error-<rank>.txt, how each rank ended in ranks.json.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-import traceback
 from collections import OrderedDict
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -26,6 +23,7 @@ from torch import nn  # noqa: E402
 from pipe_harness import expected_messages, step_micro_batches, tiny_blocks  # noqa: E402
 from plinth_sparsepipe.pipe.comm import DENSE, GRAD, SPARSE, TAG_BACKWARD, TAG_FORWARD, Inbox, Outbox  # noqa: E402
 from plinth_sparsepipe.pipe.faults import Liveness, connect_store  # noqa: E402
+from plinth_sparsepipe.pipe.forked import run_forked  # noqa: E402
 from plinth_sparsepipe.pipe.runtime import StageRuntime  # noqa: E402
 from plinth_sparsepipe.pipe.schedules import Layout  # noqa: E402
 from plinth_sparsepipe.sparse import nn as spnn  # noqa: E402
@@ -279,59 +277,17 @@ def resume_check(name: str, layout: Layout, splits, schedule: str, per_reader: i
                 "updates": (a.updates, c.updates)})
 
 
-def rank_main(scenario: str) -> int:
+def scenario_rank(scenario: str, folder: Path, rank: int) -> None:
+    global RANK, OUT
+    RANK, OUT = rank, folder
     torch.set_num_threads(1)
     name, *args = scenario.split(":")
-    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
-    try:
-        if name == "suite3":
-            suite3()
-        elif name == "fault":
-            fault(args[0], args[1], float(args[2]))
-        else:
-            raise SystemExit(f"unknown scenario {name}")
-    except BaseException as exc:
-        (OUT / f"error-{RANK}.txt").write_text(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        return 1
-    dist.barrier()
-    dist.destroy_process_group()
-    return 0
-
-
-def run_scenario(scenario: str, folder: Path) -> None:
-    """Fork WORLD ranks for one scenario and record how each ended in folder/procs.json. This process hosts the
-    rendezvous store, as torchrun's agent does, so it outlives any rank."""
-    global RANK, OUT
-    OUT = folder
-    folder.mkdir(parents=True, exist_ok=True)
-    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
-    port = store.port
-    started, pids = time.monotonic(), {}
-    for rank in range(WORLD):
-        pid = os.fork()
-        if pid == 0:
-            RANK = rank
-            os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_PORT=str(port),
-                              TORCHELASTIC_USE_AGENT_STORE="True")
-            log = os.open(folder / f"log-{rank}.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            code = 1
-            try:
-                code = rank_main(scenario)
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        pids[pid] = rank
-    status = {}
-    while pids:
-        pid, code = os.wait()
-        rank = pids.pop(pid)
-        status[rank] = {"returncode": os.waitstatus_to_exitcode(code), "seconds": time.monotonic() - started}
-        (folder / "procs.json").write_text(json.dumps(status))
-    del store
+    if name == "suite3":
+        suite3()
+    elif name == "fault":
+        fault(args[0], args[1], float(args[2]))
+    else:
+        raise SystemExit(f"unknown scenario {name}")
 
 
 def main() -> int:
@@ -339,7 +295,8 @@ def main() -> int:
     out, WORLD, scenarios = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
     torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)  # the first optimizer imports torch._dynamo: once
     for scenario in scenarios:
-        run_scenario(scenario, out / scenario.replace(":", "-"))
+        folder = out / scenario.replace(":", "-")
+        run_forked(WORLD, lambda rank: scenario_rank(scenario, folder, rank), folder)
     return 0
 
 

@@ -71,10 +71,11 @@ def test_a_cluster_is_planned_when_the_run_starts(tmp_path, capsys):
     c = SparsePipeConfig(cluster=write_cluster(tmp_path), emulate_speeds=True)
     plan = c._plan
     assert plan.kind == "planned" and plan.world_size == 2
-    # two stages, one per device; each rank is emulated at its device type's speed
+    # two stages, one per device; processes follow the cluster file's device order (fast, slow) whichever stage
+    # each runs, and each is emulated at its device type's speed
     types = [d.type for s in plan.stages for d in s.devices]
     assert sorted(types) == ["fast", "slow"] and len(plan.stages) == 2
-    assert c.rank_speeds() == [{"fast": 1.0, "slow": 0.5}[t] for t in types]
+    assert c.rank_speeds() == [1.0, 0.5]
     spec = SparsePipeStrategy(c).launch_spec()
     assert (spec.nproc_per_node, spec.nnodes) == (2, 1)
     assert "planned plan for cluster" in capsys.readouterr().err  # the table, on the user's terminal
@@ -160,3 +161,23 @@ def test_one_stage_pipeline_trains_like_one_process(tmp_path, shapes):
     summary = json.loads((ctx.output_dir / "pipeline.json").read_text())
     assert summary["metrics"]["pipeline/throughput_samples_per_s"] > 0
     assert [r["updates"] for r in summary["ranks"]] == [6]
+
+
+def test_a_two_server_plan_runs_one_server_per_node():
+    """The paper's cluster on two nodes: torchrun puts processes 0-3 on node 0 and 4-7 on node 1, so the plan's
+    ranks (numbered stage by stage) are placed by server: node0's RTX devices get processes 0-3, in device order."""
+    from plinth_sparsepipe.pipe.plan import PlanDevice
+
+    c = SparsePipeConfig(cluster="examples/clusters/paper-8gpu.toml", nnodes=2, master_addr="10.0.0.1")
+    where = c.placement()
+    devices = {d.rank: d for s in c._plan.stages for d in s.devices}
+    assert sorted(where.values()) == list(range(8))
+    on_node0 = sorted((devices[r] for r, p in where.items() if p < 4), key=lambda d: where[d.rank])
+    assert [d.id for d in on_node0] == [f"node0/rtx/{i}" for i in range(4)]
+    assert all(isinstance(d, PlanDevice) for d in on_node0)
+    spec = SparsePipeStrategy(c.model_copy(update={"print_plan": False})).launch_spec()
+    assert (spec.nnodes, spec.nproc_per_node, spec.master_addr) == (2, 4, "10.0.0.1")
+    # a plan that leaves a device idle cannot give both nodes the same number of processes
+    with pytest.raises(ValueError, match="7 ranks, which do not split evenly over nnodes = 2"):
+        SparsePipeConfig(cluster="examples/clusters/paper-8gpu.toml", nnodes=2,
+                         cluster_set=["inter_server_bandwidth=3e8"])

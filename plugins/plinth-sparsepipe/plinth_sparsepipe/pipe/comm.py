@@ -4,8 +4,8 @@ torch.distributed.pipelining cannot carry activations whose shape changes with e
 does (the number of active voxels). So every message starts with a fixed-size int64 header that gives the sizes of
 what follows, and the receiver allocates from it:
 
-    header  int64 [16]: MAGIC, kind, micro-batch, dtype, ndim, shape[0..3], stride, len(offsets), target dtype,
-                        target ndim, target shape[0..1], payload bytes
+    header  int64 [20]: MAGIC, kind, micro-batch, dtype, ndim, shape[0..5], stride, len(offsets), target dtype,
+                        target ndim, target shape[0..1], payload bytes, 2 spare
     SPARSE  coords int32 [N, 4], feats [N, C], batch offsets int64 [B + 1], then the target (if any)
     DENSE   the tensor (e.g. [B, C] after a global pool), then the target
     GRAD    the gradient of the features (backward: coordinates never travel back)
@@ -35,7 +35,11 @@ import torch.distributed as dist
 from ..sparse.tensor import SparseTensor
 
 MAGIC = 0x53504950  # "SPIP"
-HEADER_LEN = 16
+HEADER_LEN = 20
+MAX_DIMS = 6  # a dense [B, C, X, Y, Z] grid of the dense baseline has 5
+# header fields
+H_MAGIC, H_KIND, H_MB, H_DTYPE, H_NDIM, H_SHAPE = 0, 1, 2, 3, 4, 5
+H_STRIDE, H_OFFSETS, H_TDTYPE, H_TNDIM, H_TSHAPE, H_BYTES = 11, 12, 13, 14, 15, 17
 SPARSE, DENSE, GRAD, OBJECT = 1, 2, 3, 4
 KIND_NAMES = {SPARSE: "activation", DENSE: "activation", GRAD: "gradient", OBJECT: "step statistics"}
 TAG_FORWARD, TAG_BACKWARD, TAG_OBJECT = 11, 12, 13
@@ -69,42 +73,43 @@ def _code(dtype: torch.dtype) -> int:
         raise TypeError(f"cannot send tensors of dtype {dtype} between stages") from None
 
 
-def _shape4(shape: tuple[int, ...], what: str) -> list[int]:
-    if len(shape) > 4:
-        raise ValueError(f"{what}: at most 4 dimensions can cross a stage boundary, got shape {tuple(shape)}")
-    return list(shape) + [0] * (4 - len(shape))
+def _padded(shape: tuple[int, ...], what: str) -> list[int]:
+    if len(shape) > MAX_DIMS:
+        raise ValueError(f"{what}: at most {MAX_DIMS} dimensions can cross a stage boundary, got shape {tuple(shape)}")
+    return list(shape) + [0] * (MAX_DIMS - len(shape))
 
 
 def encode(kind: int, micro_batch: int, value: Any, target: torch.Tensor | None = None,
            device: torch.device | str = "cpu") -> list[torch.Tensor]:
     """The tensors of one message, header first."""
     h = [0] * HEADER_LEN
-    h[0], h[1], h[2] = MAGIC, kind, micro_batch
+    h[H_MAGIC], h[H_KIND], h[H_MB] = MAGIC, kind, micro_batch
     parts: list[torch.Tensor] = []
     if kind == SPARSE:
         coords, feats, stride, offsets = value.to_tensors()
-        h[3], h[4], h[5:9] = _code(feats.dtype), 2, _shape4(tuple(feats.shape), "features")
-        h[9], h[10] = int(stride.reshape(-1)[0]), offsets.numel()
+        data = feats
+        h[H_STRIDE], h[H_OFFSETS] = int(stride.reshape(-1)[0]), offsets.numel()
         parts = [coords.to(torch.int32).contiguous(), feats.detach().contiguous(), offsets.to(torch.int64)]
     elif kind in (DENSE, GRAD):
-        h[3], h[4], h[5:9] = _code(value.dtype), value.dim(), _shape4(tuple(value.shape), "tensor")
-        parts = [value.detach().contiguous()]
+        data = value.detach().contiguous()
+        parts = [data]
     elif kind == OBJECT:
         data = torch.frombuffer(bytearray(json.dumps(value).encode()), dtype=torch.uint8)
-        h[3], h[4], h[5] = _code(torch.uint8), 1, data.numel()
         parts = [data]
     else:
         raise ValueError(f"unknown message kind {kind}")
+    h[H_DTYPE], h[H_NDIM] = _code(data.dtype), data.dim()
+    h[H_SHAPE:H_SHAPE + MAX_DIMS] = _padded(tuple(data.shape), "tensor")
     if target is None:
-        h[11] = NO_TARGET
+        h[H_TDTYPE] = NO_TARGET
     else:
         if target.dim() > 2:
             raise ValueError(f"a target crossing a stage boundary has at most 2 dimensions, not {tuple(target.shape)}")
-        h[11], h[12] = _code(target.dtype), target.dim()
-        h[13:15] = (list(target.shape) + [0, 0])[:2]
+        h[H_TDTYPE], h[H_TNDIM] = _code(target.dtype), target.dim()
+        h[H_TSHAPE:H_TSHAPE + 2] = (list(target.shape) + [0, 0])[:2]
         parts.append(target.contiguous())
     parts = [p.to(device) for p in parts]
-    h[15] = sum(p.numel() * p.element_size() for p in parts)
+    h[H_BYTES] = sum(p.numel() * p.element_size() for p in parts)
     return [torch.tensor(h, dtype=torch.int64, device=device), *parts]
 
 
@@ -132,31 +137,32 @@ def recv_message(src: int, tag: int, timeout_s: float, device: torch.device | st
     header = torch.empty(HEADER_LEN, dtype=torch.int64, device=device)
     _wait(dist.irecv(header, src, group=group, tag=tag), timeout_s, src, what)
     h = header.tolist()
-    if h[0] != MAGIC or h[1] not in KIND_NAMES:
+    if h[H_MAGIC] != MAGIC or h[H_KIND] not in KIND_NAMES:
         raise PeerFailure(src, what, "protocol", f"malformed header {h[:3]}")
-    kind, mb = h[1], h[2]
-    dtype, shape = DTYPES[h[3]], tuple(h[5:5 + h[4]])
+    kind, mb = h[H_KIND], h[H_MB]
+    dtype, shape = DTYPES[h[H_DTYPE]], tuple(h[H_SHAPE:H_SHAPE + h[H_NDIM]])
     bufs: list[torch.Tensor] = []
     if kind == SPARSE:
         n = shape[0]
         bufs = [torch.empty((n, 4), dtype=torch.int32, device=device), torch.empty(shape, dtype=dtype, device=device),
-                torch.empty(h[10], dtype=torch.int64, device=device)]
+                torch.empty(h[H_OFFSETS], dtype=torch.int64, device=device)]
     else:
         bufs = [torch.empty(shape, dtype=dtype, device=device)]
-    if h[11] != NO_TARGET:
-        bufs.append(torch.empty(tuple(h[13:13 + h[12]]), dtype=DTYPES[h[11]], device=device))
+    has_target = h[H_TDTYPE] != NO_TARGET
+    if has_target:
+        bufs.append(torch.empty(tuple(h[H_TSHAPE:H_TSHAPE + h[H_TNDIM]]), dtype=DTYPES[h[H_TDTYPE]], device=device))
     works = [dist.irecv(b, src, group=group, tag=tag) for b in bufs]
     for w in works:
         _wait(w, timeout_s, src, what)
-    target = bufs.pop() if h[11] != NO_TARGET else None
+    target = bufs.pop() if has_target else None
     if kind == SPARSE:
         coords, feats, offsets = bufs
-        value: Any = SparseTensor.from_tensors(coords, feats, h[9], offsets)
+        value: Any = SparseTensor.from_tensors(coords, feats, h[H_STRIDE], offsets)
     elif kind == OBJECT:
         value = json.loads(bytes(bufs[0].cpu().numpy().tobytes()).decode())
     else:
         value = bufs[0]
-    return Message(kind, mb, value, target, h[15] + HEADER_LEN * 8)
+    return Message(kind, mb, value, target, h[H_BYTES] + HEADER_LEN * 8)
 
 
 class Outbox:

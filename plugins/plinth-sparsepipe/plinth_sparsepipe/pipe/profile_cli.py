@@ -54,8 +54,14 @@ def _stage_and_dataset(args):
     from plinth.registry import load_registry
     from plinth.rundir import load_manifest
 
+    # every stage as if under `single`: profiling uses no strategy, and a sparsepipe stage's cluster may name the
+    # very profile this command is about to write
+    from plinth.pipeline import read_toml
+
+    stages = read_toml(Path(args.pipeline)).get("stages", {})
+    single = [f'{name}.strategy="single"' for name in stages if isinstance(stages[name], dict)]
     plan = build_plan(args.pipeline, load_plugins(), load_registry(getattr(args, "registry", None)),
-                      overrides=args.overrides, run_dir=args.run_dir)
+                      overrides=[*single, *args.overrides], run_dir=args.run_dir)
     stage = next((s for s in plan.stages if args.stage in (s.id, s.name)), None)
     if stage is None:
         raise ConfigError(f"{args.pipeline}: no stage '{args.stage}' (stages: {', '.join(s.id for s in plan.stages)})")

@@ -118,7 +118,9 @@ class StageRuntime:
         self.peaks = {"in_flight": 0, "activation_bytes": 0, "versions": 0}
         self.allreduce_bytes = 0
         self.wall_s = 0.0
-        self.step_seconds: list[float] = []
+        self.step_seconds: list[float] = []  # rank 0: wall time of each step (end to end)
+        self.step_compute: list[float] = []  # this rank's compute in each step (busy time, for the bound)
+        self._compute_at_end = 0.0
         self.samples = 0
 
     # -- names ----------------------------------------------------------------------------------------------
@@ -348,6 +350,8 @@ class StageRuntime:
             rec["sums"][k] = rec["sums"].get(k, 0.0) + float(v)
 
     def _end_step(self, step: int, on_step) -> None:
+        self.step_compute.append(self.clock.compute_s - self._compute_at_end)
+        self._compute_at_end = self.clock.compute_s
         if self.group is not None:
             self._sync_buffers(step)
         mine = self.step_stats.pop(step, None) if self.is_last else None
@@ -400,7 +404,8 @@ class StageRuntime:
             "stash": self.stash is not None,
             "peak_in_flight": self.peaks["in_flight"], "peak_weight_versions": self.peaks["versions"],
             "peak_activation_bytes": self.peaks["activation_bytes"],
-            "step_seconds": list(self.step_seconds), "samples": self.samples,
+            "step_seconds": list(self.step_seconds), "step_compute_s": list(self.step_compute),
+            "samples": self.samples,
         }
 
     # -- checkpoints ----------------------------------------------------------------------------------------

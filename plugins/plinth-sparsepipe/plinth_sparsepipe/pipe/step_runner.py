@@ -184,7 +184,8 @@ def stage_metrics(ranks: list[dict[str, Any]], layout: Layout) -> dict[str, floa
 def print_summary(summary: dict[str, Any], layout: Layout, file=None) -> None:
     file = file or sys.stdout
     m = summary["metrics"]
-    header = f"{'stage':>5} {'ranks':>9} {'busy':>6} {'bubble':>7} {'sent MB':>9} {'activations MB':>15} {'versions':>8}"
+    header = (f"{'stage':>5} {'ranks':>9} {'busy':>6} {'bubble':>7} {'sent MB':>9} {'activations MB':>15} "
+              f"{'versions':>8}")
     lines = ["pipeline summary (per stage, replicas averaged):", header]
     for s, members in enumerate(layout.stage_ranks):
         k = f"pipeline/stage{s}"

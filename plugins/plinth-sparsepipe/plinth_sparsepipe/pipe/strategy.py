@@ -88,6 +88,8 @@ class SparsePipeConfig(ComponentConfig):
         world = self.world_size()
         if world % self.nnodes:
             raise ValueError(f"the plan has {world} ranks, which do not split evenly over nnodes = {self.nnodes}")
+        if self._plan is not None:
+            self.placement()  # raises when the plan's servers do not map onto the nodes
         if self.emulate_speeds:
             speeds = self.rank_speeds()
             if max(speeds) > 1:
@@ -126,11 +128,35 @@ class SparsePipeConfig(ComponentConfig):
         chosen = others.pop(self.plan_kind)
         return chosen.with_baselines(list(others.values()))
 
+    def placement(self) -> dict[int, int]:
+        """Plan rank -> process rank. Plans number ranks in stage order; torchrun numbers processes node by node
+        (node k: ranks k*n .. k*n+n-1, local rank = GPU index). So the devices a plan uses are ordered as the
+        cluster file lists them (servers, then each server's types, then index) and numbered in that order:
+        with several nodes, node k is the k-th server the plan uses, and each must hold n of its devices."""
+        plan = self._plan
+        order = [f"{srv['name']}/{t}/{i}" for srv in plan.cluster.get("servers", [])
+                 for t, count in srv["devices"].items() for i in range(count)]
+        devices = sorted((d for s in plan.stages for d in s.devices), key=lambda d: order.index(d.id)
+                         if d.id in order else len(order) + d.rank)
+        if self.nnodes > 1:
+            servers = list(dict.fromkeys(d.server for d in devices))
+            per = {srv: sum(d.server == srv for d in devices) for srv in servers}
+            if len(servers) != self.nnodes or len(set(per.values())) != 1:
+                raise ValueError(f"nnodes = {self.nnodes}, but the plan uses {per} devices per server: each node runs "
+                                 "one server's devices and torchrun starts as many processes on every node")
+        return {d.rank: p for p, d in enumerate(devices)}
+
     def rank_speeds(self) -> list[float]:
+        """The emulated speed of each process rank."""
         if self._plan is None:
             return list(self.speeds or [1.0] * self.world_size())
         types = self._plan.cluster.get("types", {})
-        return [float(types.get(d.type, {}).get("speed", 1.0)) for s in self._plan.stages for d in s.devices]
+        where = self.placement()
+        speeds = [1.0] * self.world_size()
+        for s in self._plan.stages:
+            for d in s.devices:
+                speeds[where[d.rank]] = float(types.get(d.type, {}).get("speed", 1.0))
+        return speeds
 
     def micro_batches_per_reader(self) -> int:
         if self.micro_batches is not None:
@@ -193,7 +219,8 @@ class SparsePipeStrategy(Strategy):
         if plan is not None:
             check_layers(names, plan.layers, f"{where}: {c.plan or c.cluster}")
             stages = [(s.start, s.stop) for s in plan.stages]
-            layout = Layout(tuple(tuple(d.rank for d in s.devices) for s in plan.stages))
+            where = c.placement()
+            layout = Layout(tuple(tuple(where[d.rank] for d in s.devices) for s in plan.stages))
             prediction = {"kind": plan.kind, "time_per_batch_s": plan.time_per_batch_s,
                           "batch_size": plan.batch_size, "throughput_samples_per_s": plan.throughput_samples_per_s}
         else:

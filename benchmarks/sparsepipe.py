@@ -1,0 +1,473 @@
+"""The SparsePipe runtime measured on this machine; every figure is a ratio of measurements from the same run.
+
+1. Pipeline efficiency, 2, 3 and 4 stages (sparse VGG16-BN cut evenly by its measured profile, 1F1B and GPipe):
+   measured throughput / the no-bubble bound, the bound being the slowest stage's own work per micro-batch as
+   measured in the same run (so efficiency = 1 - that stage's bubble). Also the speed-up over one process running
+   the whole model, against the bound Σ stage work / slowest stage.
+2. Heterogeneity: four emulated devices of relative speeds 1.0, 1.0, 0.5, 0.33; the planner's plan vs an even split
+   (one stage per device, balanced as if the devices were equal) vs pure data parallelism, same model and data.
+3. Planner accuracy: the plan's predicted time per batch vs the measured steady-state time, for every plan run in
+   1 and 2 (profile measured first in the same run, gloo loopback bandwidth measured too).
+4. Sparse vs dense: sparse VGG16-BN vs the dense 3D VGG16-BN baseline (32^3 occupancy grids from the same 2048-point
+   clouds; the sparse model at voxel 1/32, the same resolution) under the same 2-stage 1F1B pipeline and in one
+   process: samples/s, and peak activation memory (bytes autograd keeps for backward, per stage) and parameters.
+The paper-scale simulated cluster (8 GPUs of three types in two servers, bandwidth sweep) is
+benchmarks/sparsepipe_plan.py; `--write-profile FILE` here writes the measured sparse VGG16-BN profile it can use.
+
+How devices are emulated (emulation.py): every rank is one thread; a device of speed s sleeps after each piece of
+compute until (its CPU time) / s has passed. The "1.0" devices run at `--speed` (default 0.1) of this CPU, so 4
+ranks need under half a core and contention on a shared 2-core machine (load 10 and more while we measured)
+stays inside the emulated time; `emulated_wait_s` near 0 in a rank's figures means it did not. Ranks are
+forked from this process (pipe/forked.py: torchrun's environment and gloo, without one torch import per rank).
+
+    flock -x /tmp/plinth-cpu.lock .venv/bin/python benchmarks/sparsepipe.py        # ~5 min on 2 busy cores
+    .venv/bin/python benchmarks/sparsepipe.py --quick                               # fewer steps, ~2 min
+    .venv/bin/python benchmarks/sparsepipe.py --only efficiency --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+MB = 1 << 20
+RELATIVE_SPEEDS = {"fast": 1.0, "half": 0.5, "third": 0.33}
+HETERO_DEVICES = {"fast": 2, "half": 1, "third": 1}
+
+
+# -- data and models ----------------------------------------------------------------------------------------
+def clouds(count: int, points: int, seed: int) -> list[tuple[np.ndarray, int]]:
+    from plinth_sparsepipe.data import SHAPE_CLASSES, make_shape, normalize_unit_cube
+
+    rng = np.random.default_rng(seed)
+    names = list(SHAPE_CLASSES)
+    out = []
+    for i in range(count):
+        label = i % len(names)
+        p, _ = make_shape(names[label], points, rng)
+        out.append((normalize_unit_cube(p), label))
+    return out
+
+
+def sparse_batches(items, batch: int, voxel: float):
+    from plinth_sparsepipe.data import voxelize
+    from plinth_sparsepipe.sparse import sparse_collate
+
+    out = []
+    for i in range(0, len(items) - batch + 1, batch):
+        group = items[i:i + batch]
+        vox = [voxelize(p, voxel) for p, _ in group]
+        x = sparse_collate([(torch.from_numpy(v.coords), torch.ones(len(v.coords), 1)) for v in vox])
+        out.append((x, torch.tensor([y for _, y in group])))
+    return out
+
+
+def dense_batches(items, batch: int, resolution: int = 32):
+    from plinth_sparsepipe.data import occupancy_grid
+
+    out = []
+    for i in range(0, len(items) - batch + 1, batch):
+        group = items[i:i + batch]
+        grids = np.stack([occupancy_grid(p, resolution, how="none")[None] for p, _ in group])
+        out.append((torch.from_numpy(grids), torch.tensor([y for _, y in group])))
+    return out
+
+
+def vgg(name: str, width: float, classes: int):
+    from plinth_sparsepipe.models import build_model
+
+    torch.manual_seed(0)
+    return build_model({"name": name, "width": width}, 1, classes)
+
+
+# -- one measured run ---------------------------------------------------------------------------------------
+def run_layout(model, batches, layout, stages, speeds, schedule: str, per_reader: int, steps: int, folder: Path):
+    """Fork one rank per device; each runs its stage for `steps` steps; returns every rank's measurements."""
+    from plinth_sparsepipe.pipe.chain import chain_blocks, stage_module
+    from plinth_sparsepipe.pipe.forked import run_forked
+    from plinth_sparsepipe.pipe.runtime import StageRuntime
+
+    n = layout.replicas(0) * per_reader
+
+    def rank_fn(rank: int):
+        torch.set_num_threads(1)
+        s, r = layout.stage_of(rank), layout.replica_of(rank)
+        module = stage_module(chain_blocks(model), *stages[s])
+        opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
+        rt = StageRuntime(module, layout, rank, optimizer=opt, loss_fn=F.cross_entropy, schedule=schedule,
+                          per_reader=per_reader, timeout_s=300, speed=speeds[rank])
+
+        def source():
+            for t in range(steps):
+                for j in range(n):
+                    if j % layout.replicas(0) == r:
+                        yield batches[(t * n + j) % len(batches)]
+
+        rt.run(steps, 0, source() if s == 0 else None)
+        return rt.metrics()
+
+    results = run_forked(layout.world_size, rank_fn, folder)
+    failed = [r for r in results if r.returncode != 0]
+    if failed:
+        logs = "\n".join(f"--- rank {r.rank}: {r.error}\n{r.log.read_text()[-2000:]}" for r in failed)
+        raise SystemExit(f"a benchmark run failed ({folder}):\n{logs}")
+    return [r.value for r in results]
+
+
+def summarise(ranks: list[dict], layout, per_reader: int, steps: int, skip: int) -> dict:
+    """Steady state (steps after the first `skip`): seconds per step on rank 0, per micro-batch, and the bound:
+    the largest per-step work of any rank over the same steps (no pipeline is faster than its busiest rank)."""
+    head = next(m for m in ranks if m["rank"] == 0)
+    skip = min(skip, steps - 1)
+    step_s = statistics.mean(head["step_seconds"][skip:])
+    n = layout.replicas(0) * per_reader
+    bound = max(statistics.mean(m["step_compute_s"][skip:]) for m in ranks)
+    return {"step_s": step_s, "per_batch_s": step_s / n, "bound_step_s": bound, "efficiency": bound / step_s,
+            "sum_over_slowest": sum(m["compute_s"] for m in ranks) / max(m["compute_s"] for m in ranks),
+            "whole_run_step_s": sum(head["step_seconds"]) / len(head["step_seconds"]),
+            "whole_run_bound_step_s": max(m["compute_s"] for m in ranks) / steps,
+            "stages": [{"rank": m["rank"], "stage": m["stage"], "busy": m["busy_fraction"],
+                        "bubble": m["bubble_fraction"], "sent_mb": sum(m["bytes_sent"].values()) / MB,
+                        "activation_mb": m["peak_activation_bytes"] / MB, "speed": m["speed"]} for m in ranks]}
+
+
+def measure_bandwidth(folder: Path, nbytes: int = 16 * MB, repeats: int = 5) -> float:
+    """gloo send/recv between two ranks on this machine, bytes/s (what the cluster file's bandwidth means here)."""
+    from plinth_sparsepipe.pipe.forked import run_forked
+
+    def rank_fn(rank: int):
+        import torch.distributed as dist
+
+        t = torch.ones(nbytes // 4)
+        dist.barrier()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            if rank == 0:
+                dist.send(t, 1)
+                dist.recv(t, 1)
+            else:
+                dist.recv(t, 0)
+                dist.send(t, 0)
+        return 2 * repeats * nbytes / (time.perf_counter() - t0)
+
+    return run_forked(2, rank_fn, folder)[0].value
+
+
+def cluster_file(folder: Path, profiles: dict[str, Path], devices: dict[str, int], speed: float,
+                 bandwidth: float) -> Path:
+    """A one-server cluster of emulated devices; each type has its own profile, measured at its speed."""
+    types = "".join(f'\n[types.{t}]\nprofile = "{profiles[t].name}"\nspeed = {speed * RELATIVE_SPEEDS[t]:.6g}\n'
+                    for t in devices)
+    devs = ", ".join(f"{t} = {c}" for t, c in devices.items())
+    path = folder / f"cluster-{'-'.join(f'{t}{c}' for t, c in devices.items())}.toml"
+    path.write_text(f'name = "{path.stem}"\n{types}\n[[servers]]\nname = "localhost"\n'
+                    f'intra_server_bandwidth = {bandwidth:.6g}\ndevices = {{ {devs} }}\n')
+    return path
+
+
+def plan_layout(plan):
+    from plinth_sparsepipe.pipe.schedules import Layout
+
+    layout = Layout(tuple(tuple(d.rank for d in s.devices) for s in plan.stages))
+    speeds = {t: v["speed"] for t, v in plan.cluster["types"].items()}
+    return layout, [(s.start, s.stop) for s in plan.stages], [speeds[d.type] for s in plan.stages for d in s.devices]
+
+
+def min_micro_batches(layout) -> int:
+    from math import gcd, lcm
+
+    need = lcm(*[layout.replicas(s) for s in range(layout.n_stages)])
+    return need // gcd(need, layout.replicas(0))
+
+
+def run_length(n: int, stages: int, schedule: str, batches: int, rounds: int) -> tuple[int, int]:
+    """(steps, skip): skip the pipeline's fill, then measure whole passes over the batches, so every run (and the
+    profile, which averages over all of them) sees each batch equally often."""
+    from math import ceil, lcm
+
+    skip = max(1, ceil(stages / n)) if schedule == "1f1b" else 1
+    return skip + rounds * lcm(n, batches) // n, skip
+
+
+def run_plan(name: str, plan, model, batches, rounds: int, folder: Path, schedule: str = "1f1b",
+             per_reader: int | None = None) -> dict:
+    layout, stages, speeds = plan_layout(plan)
+    per_reader = per_reader or min_micro_batches(layout)
+    n = layout.replicas(0) * per_reader
+    steps, skip = run_length(n, layout.n_stages, schedule, len(batches), rounds)
+    t0 = time.perf_counter()
+    ranks = run_layout(model, batches, layout, stages, speeds, schedule, per_reader, steps, folder / name)
+    out = summarise(ranks, layout, per_reader, steps, skip)
+    # the cost model prices 1F1B's steady state; GPipe also fills and drains every step: (n + S - 1) / n as long
+    predicted = plan.time_per_batch_s * ((n + layout.n_stages - 1) / n if schedule == "gpipe" else 1.0)
+    out.update(name=name, kind=plan.kind, schedule=schedule, predicted_per_batch_s=predicted,
+               replicas=[s.replicas for s in plan.stages], layers=[f"{s.first_layer}..{s.last_layer}" for s in
+                                                                   plan.stages],
+               micro_batches_per_step=n, steps=steps, wall_s=time.perf_counter() - t0)
+    out["prediction_error"] = abs(out["predicted_per_batch_s"] - out["per_batch_s"]) / out["per_batch_s"]
+    out["compute_drift"] = compute_drift(plan, ranks)
+    calibrated = predicted * out["compute_drift"]
+    out["calibrated_prediction_error"] = abs(calibrated - out["per_batch_s"]) / out["per_batch_s"]
+    print(f"  {name}: {out['per_batch_s'] * 1e3:.0f} ms per batch measured, {predicted * 1e3:.0f} ms "
+          f"predicted, efficiency {out['efficiency']:.3f}, CPU time {out['compute_drift']:.2f}x the profile's "
+          f"({out['wall_s']:.0f} s)", flush=True)
+    return out
+
+
+def compute_drift(plan, ranks: list[dict]) -> float:
+    """How far the machine's speed (load, caches) moved between profiling and this run, where it matters: the CPU
+    time of the ranks that set the pipeline's pace (the bottleneck stage's ranks of its governing device type) over
+    what their profiles say for the same work. The calibrated prediction scales the plan's time by it."""
+    from plinth_sparsepipe.pipe.profile import load_profile
+
+    profiles = {t: load_profile(v["profile"]) for t, v in plan.cluster["types"].items()}
+    by_rank = {d.rank: (s, d.type) for s in plan.stages for d in s.devices}
+    slowest = max(plan.stages, key=lambda s: s.time_s)
+    measured = expected = 0.0
+    for m in ranks:
+        stage, t = by_rank[m["rank"]]
+        if stage.index != slowest.index or t != slowest.compute_type:
+            continue
+        layers = profiles[t].layers
+        per_batch = sum(x.time_s for x in layers[stage.start:stage.stop])
+        per_batch += layers[stage.start - 1].restart_s if stage.start > 0 else 0.0
+        expected += per_batch * m["forwards"]
+        measured += m["base_compute_s"]
+    return measured / expected
+
+
+# -- the four parts ------------------------------------------------------------------------------------------
+def part_efficiency(model, batches, profiles, speed, bandwidth, rounds, folder) -> dict:
+    from plinth_sparsepipe.pipe.baselines import even_split_plan
+    from plinth_sparsepipe.pipe.cluster import load_cluster
+    from plinth_sparsepipe.pipe.costs import CostModel
+    from plinth_sparsepipe.pipe.schedules import Layout
+
+    print("pipeline efficiency", flush=True)
+    L = len(model.blocks())
+    one, skip = run_length(1, 1, "1f1b", len(batches), rounds)
+    single = summarise(run_layout(model, batches, Layout.from_replicas([1]), [(0, L)], [speed], "1f1b", 1, one,
+                                  folder / "single"), Layout.from_replicas([1]), 1, one, skip)
+    print(f"  one process: {single['step_s'] * 1e3:.0f} ms per batch", flush=True)
+    rows = []
+    for S in (2, 3, 4):
+        plan = even_split_plan(CostModel(load_cluster(cluster_file(folder, profiles, {"fast": S}, speed, bandwidth))))
+        for schedule, per_reader in (("1f1b", 1), ("gpipe", 2 * S)):
+            row = run_plan(f"{S}-stages-{schedule}", plan, model, batches, rounds, folder, schedule, per_reader)
+            row["stages_count"] = S
+            row["speedup_over_one_process"] = single["step_s"] / row["per_batch_s"]
+            rows.append(row)
+    return {"one_process_per_batch_s": single["step_s"], "rows": rows}
+
+
+def part_heterogeneity(model, batches, profiles, speed, bandwidth, rounds, folder) -> dict:
+    from plinth_sparsepipe.pipe.baselines import data_parallel_plan, even_split_plan
+    from plinth_sparsepipe.pipe.cluster import load_cluster
+    from plinth_sparsepipe.pipe.costs import CostModel
+    from plinth_sparsepipe.pipe.planner import make_plan
+
+    print("heterogeneous devices (relative speeds 1.0, 1.0, 0.5, 0.33)", flush=True)
+    cluster = load_cluster(cluster_file(folder, profiles, HETERO_DEVICES, speed, bandwidth))
+    cost = CostModel(cluster)
+    plans = {"planned": make_plan(cluster, baselines=False), "even-split": even_split_plan(cost),
+             "data-parallel": data_parallel_plan(cost)}
+    runs = {}
+    for name, plan in plans.items():
+        runs[name] = run_plan(name, plan, model, batches, rounds, folder)
+    p = runs["planned"]["per_batch_s"]
+    return {"runs": runs,
+            "measured_speedup_over_even_split": runs["even-split"]["per_batch_s"] / p,
+            "measured_speedup_over_data_parallel": runs["data-parallel"]["per_batch_s"] / p,
+            "predicted_speedup_over_even_split":
+                plans["even-split"].time_per_batch_s / plans["planned"].time_per_batch_s,
+            "predicted_speedup_over_data_parallel":
+                plans["data-parallel"].time_per_batch_s / plans["planned"].time_per_batch_s}
+
+
+def part_sparse_vs_dense(items, width: float, classes: int, batch: int, rounds: int, folder: Path) -> dict:
+    from plinth_sparsepipe.pipe.baselines import even_split_plan
+    from plinth_sparsepipe.pipe.cluster import load_cluster
+    from plinth_sparsepipe.pipe.costs import CostModel
+    from plinth_sparsepipe.pipe.profile import save_profile
+    from plinth_sparsepipe.pipe.profiler import profile_model
+    from plinth_sparsepipe.pipe.schedules import Layout
+
+    print(f"sparse vs dense VGG16-BN (width {width}, batch {batch}, 32^3 resolution)", flush=True)
+    out = {}
+    for name, batches in (("sparse_vgg16_bn", sparse_batches(items, batch, 1 / 32)),
+                          ("dense_vgg16_bn", dense_batches(items, batch))):
+        model = vgg(name, width, classes)
+        prof = profile_model(model, batches, F.cross_entropy, warmup=1, iterations=2, device_type="fast",
+                             model_name=name)
+        path = save_profile(prof, folder / f"{name}.json")
+        plan = even_split_plan(CostModel(load_cluster(cluster_file(folder, {"fast": path}, {"fast": 2}, 1.0, 1e9))))
+        piped = run_plan(f"{name}-2-stages", plan, model, batches, rounds, folder)
+        L = len(model.blocks())
+        steps, skip = run_length(1, 1, "1f1b", len(batches), rounds)
+        one = summarise(run_layout(model, batches, Layout.from_replicas([1]), [(0, L)], [1.0], "1f1b", 1, steps,
+                                   folder / f"{name}-single"), Layout.from_replicas([1]), 1, steps, skip)
+        params = sum(p.numel() * p.element_size() for p in model.parameters())
+        out[name] = {"pipeline_samples_per_s": batch / piped["per_batch_s"],
+                     "one_process_samples_per_s": batch / one["step_s"],
+                     "peak_activation_mb_per_stage": [s["activation_mb"] for s in piped["stages"]],
+                     "one_process_activation_mb": one["stages"][0]["activation_mb"],
+                     "parameters_mb": params / MB, "sent_mb_per_sample": sum(s["sent_mb"] for s in piped["stages"])
+                     / (batch * piped["steps"]), "layers": piped["layers"], "profile_iteration_s": prof.total_time_s}
+        print(f"  {name}: {out[name]['pipeline_samples_per_s']:.2f} samples/s pipelined, "
+              f"{out[name]['one_process_samples_per_s']:.2f} in one process, activations "
+              f"{out[name]['one_process_activation_mb']:.1f} MB", flush=True)
+    s, d = out["sparse_vgg16_bn"], out["dense_vgg16_bn"]
+    out["sparse_over_dense_throughput_pipeline"] = s["pipeline_samples_per_s"] / d["pipeline_samples_per_s"]
+    out["sparse_over_dense_throughput_one_process"] = s["one_process_samples_per_s"] / d["one_process_samples_per_s"]
+    out["dense_over_sparse_activation_memory"] = d["one_process_activation_mb"] / s["one_process_activation_mb"]
+    return out
+
+
+# -- printing ------------------------------------------------------------------------------------------------
+def print_report(result: dict) -> None:
+    cfg = result["config"]
+    print(f"\n# SparsePipe runtime, {cfg['cpu_note']}\n")
+    profiles = ", ".join(f"{t} {v:.0f} ms" for t, v in cfg["profile_iteration_ms"].items())
+    print(f"model: sparse VGG16-BN width {cfg['width']}, batch {cfg['batch']} shapes of {cfg['points']} points at "
+          f"voxel {cfg['voxel']} ({cfg['voxels_per_sample']:.0f} voxels per shape); profiles, CPU time per iteration "
+          f"as each emulated type computes: {profiles}; emulated '1.0' device = {cfg['speed']} of this CPU; gloo "
+          f"loopback {cfg['bandwidth'] / 1e9:.2f} GB/s")
+    if "efficiency" in result:
+        e = result["efficiency"]
+        print("\n## Pipeline efficiency (throughput / no-bubble bound)\n")
+        print(f"one process: {e['one_process_per_batch_s'] * 1e3:.0f} ms per batch\n")
+        print("| stages | schedule | micro-batches per step | efficiency | whole run incl. fill | Σ work / slowest | "
+              "speed-up over one process | per batch measured | predicted |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in e["rows"]:
+            print(f"| {r['stages_count']} | {r['schedule']} | {r['micro_batches_per_step']} | {r['efficiency']:.3f} | "
+                  f"{r['whole_run_bound_step_s'] / r['whole_run_step_s']:.3f} | {r['sum_over_slowest']:.2f} | "
+                  f"{r['speedup_over_one_process']:.2f}x | {r['per_batch_s'] * 1e3:.0f} ms | "
+                  f"{r['predicted_per_batch_s'] * 1e3:.0f} ms |")
+    if "heterogeneity" in result:
+        h = result["heterogeneity"]
+        print("\n## Heterogeneous devices (1.0, 1.0, 0.5, 0.33)\n")
+        print("| plan | stages (layers, replicas) | measured per batch | predicted | error |")
+        print("| --- | --- | --- | --- | --- |")
+        for name, r in h["runs"].items():
+            stages = ", ".join(f"{lay} x{rep}" for lay, rep in zip(r["layers"], r["replicas"]))
+            print(f"| {name} | {stages} | {r['per_batch_s'] * 1e3:.0f} ms | {r['predicted_per_batch_s'] * 1e3:.0f} ms"
+                  f" | {r['prediction_error'] * 100:.1f}% |")
+        print(f"\nplanned vs even split: {h['measured_speedup_over_even_split']:.2f}x measured "
+              f"({h['predicted_speedup_over_even_split']:.2f}x predicted); vs data parallel: "
+              f"{h['measured_speedup_over_data_parallel']:.2f}x measured "
+              f"({h['predicted_speedup_over_data_parallel']:.2f}x predicted)")
+    runs = [*result.get("efficiency", {}).get("rows", []), *result.get("heterogeneity", {}).get("runs", {}).values()]
+    if runs:
+        errors = [r["prediction_error"] for r in runs]
+        cal = [r["calibrated_prediction_error"] for r in runs]
+        drift = [r["compute_drift"] for r in runs]
+        print(f"\n## Planner accuracy over {len(runs)} runs\n")
+        print("| run | measured per batch | predicted | error | CPU time / profile (pace-setting ranks) | "
+              "error, prediction scaled by it |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for r in runs:
+            print(f"| {r['name']} | {r['per_batch_s'] * 1e3:.0f} ms | {r['predicted_per_batch_s'] * 1e3:.0f} ms | "
+                  f"{r['prediction_error'] * 100:.1f}% | {r['compute_drift']:.2f} | "
+                  f"{r['calibrated_prediction_error'] * 100:.1f}% |")
+        print(f"\nmean error {statistics.mean(errors) * 100:.1f}% (max {max(errors) * 100:.1f}%); the ranks' CPU time "
+              f"of the pace-setting ranks was {min(drift):.2f}-{max(drift):.2f}x their profiles' (the machine's load "
+              f"changed between profiling and the runs); with the prediction scaled by that per run: mean "
+              f"{statistics.mean(cal) * 100:.1f}%, "
+              f"max {max(cal) * 100:.1f}%")
+    if "sparse_vs_dense" in result:
+        sd = result["sparse_vs_dense"]
+        print("\n## Sparse vs dense VGG16-BN, same 2-stage 1F1B pipeline\n")
+        print("| model | samples/s pipelined | samples/s one process | activations MB (one process) | "
+              "activations MB per stage | parameters MB | sent MB per sample |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for name in ("sparse_vgg16_bn", "dense_vgg16_bn"):
+            r = sd[name]
+            print(f"| {name} | {r['pipeline_samples_per_s']:.2f} | {r['one_process_samples_per_s']:.2f} | "
+                  f"{r['one_process_activation_mb']:.1f} | "
+                  f"{', '.join(f'{x:.1f}' for x in r['peak_activation_mb_per_stage'])} | {r['parameters_mb']:.1f} | "
+                  f"{r['sent_mb_per_sample']:.2f} |")
+        print(f"\nsparse / dense throughput: {sd['sparse_over_dense_throughput_pipeline']:.2f}x pipelined, "
+              f"{sd['sparse_over_dense_throughput_one_process']:.2f}x in one process; dense / sparse activation "
+              f"memory: {sd['dense_over_sparse_activation_memory']:.1f}x")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer steps (noisier)")
+    ap.add_argument("--only", choices=["efficiency", "heterogeneity", "sparse-vs-dense"], action="append")
+    ap.add_argument("--speed", type=float, default=0.1, help="the emulated '1.0' device, as a fraction of this CPU")
+    ap.add_argument("--width", type=float, default=0.25, help="VGG width multiplier")
+    ap.add_argument("--batch", type=int, default=4, help="samples per micro-batch")
+    ap.add_argument("--points", type=int, default=2048)
+    ap.add_argument("--voxel", type=float, default=0.05)
+    ap.add_argument("--batches", type=int, default=8, help="distinct batches (the profile averages over all)")
+    ap.add_argument("--rounds", type=int, default=None, help="measured passes over the batches per run "
+                                                            "(default 2, quick 1)")
+    ap.add_argument("--json", help="also write every figure here")
+    ap.add_argument("--write-profile", help="write the measured sparse VGG16-BN profile here (for sparsepipe_plan.py)")
+    args = ap.parse_args()
+    parts = args.only or ["efficiency", "heterogeneity", "sparse-vs-dense"]
+    rounds = args.rounds or (1 if args.quick else 2)
+    torch.set_num_threads(1)
+    torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)  # imports torch._dynamo once, before forking
+
+    from plinth_sparsepipe.pipe.profile import save_profile
+    from plinth_sparsepipe.pipe.profiler import profile_model
+
+    t0 = time.perf_counter()
+    folder = Path(tempfile.mkdtemp(prefix="sparsepipe-bench-"))
+    items = clouds(args.batches * args.batch, args.points, seed=0)
+    classes = len({y for _, y in items})
+    batches = sparse_batches(items, args.batch, args.voxel)
+    model = vgg("sparse_vgg16_bn", args.width, classes)
+    # one profile per emulated device type, measured the way that type's ranks compute (profiler.py)
+    types = ["fast"] if parts == ["sparse-vs-dense"] else (["fast", "half", "third"] if "heterogeneity" in parts
+                                                           else ["fast"])
+    profiles, totals = {}, {}
+    for t in types:
+        prof = profile_model(model, batches[-1:] + batches, F.cross_entropy, warmup=1, iterations=len(batches),
+                             device_type=t, model_name="sparse_vgg16_bn", emulate_speed=args.speed * RELATIVE_SPEEDS[t])
+        profiles[t] = save_profile(prof, folder / f"sparse_vgg16_bn-{t}.json")
+        totals[t] = prof.total_time_s
+        if args.write_profile and t == "fast":
+            save_profile(prof, args.write_profile)
+    bandwidth = measure_bandwidth(folder / "bandwidth")
+    print(f"profiles (CPU ms per iteration at batch {args.batch}): "
+          + ", ".join(f"{t} {v * 1e3:.0f}" for t, v in totals.items())
+          + f"; gloo loopback {bandwidth / 1e9:.2f} GB/s", flush=True)
+    result = {"config": {"width": args.width, "batch": args.batch, "points": args.points, "voxel": args.voxel,
+                         "speed": args.speed, "rounds": rounds, "batches": len(batches), "bandwidth": bandwidth,
+                         "profile_iteration_ms": {t: v * 1e3 for t, v in totals.items()},
+                         "voxels_per_sample": len(batches[0][0]) / args.batch,
+                         "cpu_note": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start"}}
+    if "efficiency" in parts:
+        result["efficiency"] = part_efficiency(model, batches, profiles, args.speed, bandwidth, rounds, folder)
+    if "heterogeneity" in parts:
+        result["heterogeneity"] = part_heterogeneity(model, batches, profiles, args.speed, bandwidth, rounds, folder)
+    if "sparse-vs-dense" in parts:
+        result["sparse_vs_dense"] = part_sparse_vs_dense(items[:8 * 4], args.width, classes, 4, rounds, folder)
+    result["seconds"] = time.perf_counter() - t0
+    print_report(result)
+    print(f"\n({result['seconds']:.0f} s; runs in {folder})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
