@@ -36,12 +36,7 @@ class Burn(nn.Module):
         return x.replace(x.feats + 0 * total) if hasattr(x, "feats") else x + 0 * total
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/sparsepipe/conftest.py
 
 
 def test_profile_of_a_chain(tmp_path):

@@ -24,12 +24,7 @@ RESNET = {"name": "sparse_resnet", "width": 0.25, "channels": [32, 64], "blocks"
 BLOCKS = ["stem", "stage1", "down2", "stage2", "global_pool", "head"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/sparsepipe/conftest.py
 
 
 def write_cluster(tmp_path, devices: str = "{ fast = 1, slow = 1 }") -> str:
