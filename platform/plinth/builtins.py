@@ -1,5 +1,9 @@
-"""What the core registers itself: the `single` and `ddp` strategies (in strategies.py), the JSONL metrics logger
-and the progress display. It uses the same hooks as any plugin, so none of these is special to the runner."""
+"""What the core registers itself: the `single` and `ddp` strategies (in strategies.py), the JSONL metrics logger,
+the progress display and the end-of-run summary. It uses the same hooks as any plugin, so none of these is special
+to the runner.
+
+The display is the run's only one: every line says which stage of how many is running (`[plinth] 2/7 sft: ...`),
+and the libraries' own bars are switched off when a run starts (library_output.py)."""
 
 from __future__ import annotations
 
@@ -39,11 +43,18 @@ class _ProgressDisplay:
     def __init__(self) -> None:
         self.started: dict[tuple[str, str], float] = {}
         self.last_print: dict[tuple[str, str], float] = {}
+        self.last_done: dict[tuple[str, str], int] = {}
         self.bars: dict[tuple[str, str], Any] = {}
         self.rich: Any = None
+        self.position: dict[str, str] = {}  # stage id -> "k/n", set when the stage starts
+        self.enabled = True  # False during `plinth run --quiet`
+
+    def label(self, stage: str) -> str:
+        pos = self.position.get(stage)
+        return f"{pos} {stage}" if pos else stage
 
     def on(self, ctx: "StageContext", description: str, done: int, total: int | None, status: str, info: dict) -> None:
-        if os.environ.get("PLINTH_PROGRESS", "auto") == "off":
+        if not self.enabled or os.environ.get("PLINTH_PROGRESS", "auto") == "off":
             return
         key = (ctx.stage, description)
         now = time.monotonic()
@@ -55,13 +66,15 @@ class _ProgressDisplay:
             return
         if status == "update" and now - self.last_print.get(key, 0.0) < 5.0 and done != total:
             return
-        self.last_print[key] = now
+        if status == "end" and self.last_done.get(key) == done:
+            return  # the final count was just printed
+        self.last_print[key], self.last_done[key] = now, done
         print(self.line(key, done, total, now, status, info), file=sys.stderr, flush=True)
 
     def line(self, key: tuple[str, str], done: int, total: int | None, now: float, status: str, info: dict) -> str:
         stage, description = key
         elapsed = now - self.started.get(key, now)
-        text = f"[plinth] {stage}: {description} {done}"
+        text = f"[plinth] {self.label(stage)}: {description} {done}"
         if total:
             text += f"/{total} ({100 * done / total:.0f}%)"
             if done and done < total and status != "end":
@@ -86,7 +99,7 @@ class _ProgressDisplay:
             self.rich.start()
         extras = " ".join(f"{k}={_fmt_value(v)}" for k, v in info.items())
         if key not in self.bars:
-            self.bars[key] = self.rich.add_task(f"{key[0]}: {key[1]}", total=total, info=extras)
+            self.bars[key] = self.rich.add_task(f"{self.label(key[0])}: {key[1]}", total=total, info=extras)
         self.rich.update(self.bars[key], completed=done, total=total, info=extras)
         if status == "end":
             self.rich.remove_task(self.bars.pop(key))
@@ -110,3 +123,33 @@ _display = _ProgressDisplay()
 @hookimpl
 def plinth_progress(ctx, description, done, total, status, info):
     _display.on(ctx, description, done, total, status, info)
+
+
+@hookimpl
+def plinth_run_started(run):
+    from .library_output import quiet_libraries
+
+    quiet_libraries()
+    _display.enabled = getattr(run, "echo", True)
+    ids = [st.id for st in run.plan.stages]
+    _display.position = {sid: f"{i}/{len(ids)}" for i, sid in enumerate(ids, 1)}
+
+
+@hookimpl(tryfirst=True)
+def plinth_run_finished(run, status):
+    """The stage table and where the run lives, before plugins print their results (the report comes last)."""
+    if not getattr(run, "echo", True) or not run.manifest:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from .runner import summary_rows
+
+    table = Table(title=f"run {run.run_dir}")
+    for col in ("stage", "component", "status", "seconds", "outputs"):
+        table.add_column(col)
+    for row in summary_rows(run):
+        table.add_row(*row)
+    Console(stderr=True).print(table)
+    if status == "complete":
+        print(f"run complete: {run.run_dir}", file=sys.stderr, flush=True)

@@ -59,7 +59,7 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a pipeline (skips unchanged stages, resumes interrupted ones)")
     _add_common_run_args(p)
     p.add_argument("--force", action="append", default=[], metavar="STAGE", help="re-run STAGE even if unchanged")
-    p.add_argument("--quiet", action="store_true", help="no per-stage lines on stderr")
+    p.add_argument("--quiet", action="store_true", help="no stage lines, progress or tables; errors only")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("join", help="on another node: join a multi-node stage that `plinth run` is launching")
@@ -209,28 +209,9 @@ def cmd_run(args) -> int:
     from .runner import Run
 
     plan, plugins = _plan(args)
-    run = Run(plan, plugins, force=args.force, echo=not args.quiet)
-    try:
-        run.execute()
-    finally:
-        if run.manifest and not args.quiet:
-            _print_summary(run)
-    print(f"run complete: {plan.run_dir}")
+    # the stage table and "run complete" are printed by the built-in plinth_run_finished hook, before the report
+    Run(plan, plugins, force=args.force, echo=not args.quiet).execute()
     return 0
-
-
-def _print_summary(run) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from .runner import summary_rows
-
-    table = Table(title=f"run {run.run_dir}")
-    for col in ("stage", "component", "status", "seconds", "outputs"):
-        table.add_column(col)
-    for row in summary_rows(run):
-        table.add_row(*row)
-    Console(stderr=True).print(table)
 
 
 def cmd_join(args) -> int:
@@ -284,9 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--strict-plugins" in argv:
         os.environ["PLINTH_STRICT_PLUGINS"] = "1"
+    import logging
     import warnings
 
     warnings.formatwarning = lambda message, *a, **k: f"{message}\n"
+    handler = logging.StreamHandler(sys.stderr)  # plinth's and plugins' loggers ("plinth.*"), one style
+    handler.setFormatter(logging.Formatter("[plinth] %(message)s"))
+    logging.getLogger("plinth").addHandler(handler)
+    if "--quiet" in argv:
+        logging.getLogger("plinth").setLevel(logging.ERROR)
     try:
         plugins = None
         if argv != ["--version"]:

@@ -24,6 +24,7 @@ from typing import Any
 from .artifacts import Artifact, content_hash
 from .context import StageContext
 from .errors import PlinthError, StageFailedError
+from .failures import failure_message
 from .pipeline import Plan, PlannedStage, resolve_inputs
 from .plugins import PluginManager
 from .rundir import MANIFEST, RunLock, load_manifest, read_json, write_json_atomic, write_text_atomic
@@ -79,12 +80,13 @@ class Run:
     def _save(self) -> None:
         write_json_atomic(self.run_dir / MANIFEST, self.manifest)
 
-    def _log(self, text: str) -> None:
+    def _log(self, text: str, detail: str = "") -> None:
+        """`text` to stderr (unless quiet) and run.log; `detail` (a traceback) to run.log only."""
         line = f"[plinth] {text}"
         if self.echo:
             print(line, file=sys.stderr, flush=True)
         with open(self.run_dir / "run.log", "a", encoding="utf-8") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n{detail}")
 
     def _stage(self, stage: PlannedStage, index: int) -> None:
         total = len(self.plan.stages)
@@ -147,12 +149,12 @@ class Run:
             self._save()
             self.statuses[stage.id] = "failed"
             hook.plinth_stage_finished(run=self, stage=stage.id, status="failed", outputs={})
-            self._log(f"stage {stage.id} failed after {time.time() - t0:.1f}s: {type(exc).__name__}: {exc}")
+            self._log(f"stage {stage.id} failed after {time.time() - t0:.1f}s: {type(exc).__name__}: {exc}",
+                      detail="".join(traceback.format_exception(exc)))
             if isinstance(exc, (PlinthError, KeyboardInterrupt)):
                 raise
             raise StageFailedError(
-                f"stage '{stage.id}' ({stage.component_name}) failed: {type(exc).__name__}: {exc}\n"
-                f"{''.join(traceback.format_exception(exc)[-6:])}"
+                failure_message(stage.id, stage.component_name, exc, self.run_dir / "run.log")
             ) from exc
 
         recorded = {}

@@ -35,3 +35,25 @@ def test_metrics_logger_appends_jsonl(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["stage"] == "kto" and rows[0]["step"] == 3 and rows[0]["rewards/chosen"] == 0.1
     assert rows[1]["loss"] == 0.6
+
+
+def test_lines_name_the_stage_position_and_the_final_count_prints_once(tmp_path, capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from plinth import builtins
+
+    monkeypatch.setenv("PLINTH_PROGRESS", "auto")
+    monkeypatch.setenv("PLINTH_LIBRARY_BARS", "1")  # leave this test process's library switches alone
+    stages = [SimpleNamespace(id=i) for i in ("data", "sft", "eval")]
+    builtins.plinth_run_started(run=SimpleNamespace(plan=SimpleNamespace(stages=stages), echo=True))
+    ctx = make_context(tmp_path, stage="sft")
+    with ctx.progress(2, "train") as p:
+        p.update(2)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("[plinth] 2/3 sft: train 0/2 (0%)")
+    assert [line for line in err if "2/2 (100%)" in line] == [err[-1]]  # "end" does not repeat the last count
+    builtins.plinth_run_started(run=SimpleNamespace(plan=SimpleNamespace(stages=stages), echo=False))  # --quiet
+    with ctx.progress(2, "train") as p:
+        p.update(2)
+    assert capsys.readouterr().err == ""
+    builtins._display.enabled, builtins._display.position = True, {}

@@ -81,12 +81,39 @@ def test_auto_weights_follow_the_papers_rule():
 
 def test_auto_weights_are_applied_and_reported(tmp_path, tiny_model, caplog):
     ctx = context(tmp_path, tiny_model, kto_rows(n_good=12, n_bad=48))
-    with caplog.at_level("WARNING", logger="plinth.kto"):
-        out = KTOTrainer({**FAST, "max_steps": 2, "desirable_weight": "auto"}).train(ctx)
+    with caplog.at_level("WARNING", logger="plinth.kto"):  # one epoch: every row is trained on and counted
+        out = KTOTrainer({**FAST, "max_steps": -1, "epochs": 1, "desirable_weight": "auto"}).train(ctx)
     assert "desirable_weight=4" in caplog.text
     summary = json.loads(out["metrics"].path.read_text())
     assert summary["desirable_weight"] == 4.0 and summary["undesirable_weight"] == 1.0
     assert "balance rule" in summary["weights_reason"]
+
+
+class RecordingHook:
+    """The built-in hooks plus a record of every progress event (description, done, total, status)."""
+
+    def __init__(self, inner):
+        self.inner, self.events = inner, []
+
+    def plinth_progress(self, **kw):
+        self.events.append((kw["description"], kw["done"], kw["total"], kw["status"]))
+
+    def plinth_metrics_logged(self, **kw):
+        self.inner.plinth_metrics_logged(**kw)
+
+
+def test_reference_log_probs_only_for_the_rows_training_reads(tmp_path, tiny_model):
+    """2 steps x batch 8 read 16 of 120 rows: the reference pass covers those 16 (2 batches), shown as plinth
+    progress (not trl's tqdm bar), and the class weights are counted on them."""
+    ctx = context(tmp_path, tiny_model, kto_rows())
+    ctx.hook = RecordingHook(ctx.hook)
+    out = KTOTrainer({**FAST, "max_steps": 2, "reference": "precompute", "desirable_weight": "auto"}).train(ctx)
+    summary = json.loads(out["metrics"].path.read_text())
+    assert summary["data/rows_in_file"] == 120 and summary["data/examples"] == 16
+    assert summary["data/desirable"] + summary["data/undesirable"] == 16
+    ref = [e for e in ctx.hook.events if e[0] == "reference log-probs"]
+    assert ref[0] == ("reference log-probs", 0, 2, "start") and ref[-1][1:] == (2, 2, "end")
+    assert [e for e in ctx.hook.events if e[0] == "train"][-1][1:] == (2, 2, "end")
 
 
 def test_unbalanced_manual_weights_warn(tmp_path, tiny_model, caplog):
@@ -158,10 +185,11 @@ def test_sft_then_kto_chains_through_artifacts(tmp_path, tiny_model):
     pipe = tmp_path / "p.toml"
     pipe.write_text(PIPELINE.format(model=tiny_model, sft=sft, kto=kto))
     exe = Path(sys.executable).parent / "plinth"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run([str(exe), "run", str(pipe), "--run-dir", str(tmp_path / "run")], env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PLINTH_PROGRESS": "auto"}
+    cmd = [str(exe), "run", str(pipe), "--run-dir", str(tmp_path / "run")]
+    proc = subprocess.run(cmd + ["--quiet"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout + proc.stderr == ""  # --quiet: no stage lines, progress, library bars or warnings
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     stages = manifest["stages"]
     assert stages["sft"]["status"] == stages["kto"]["status"] == "complete"
@@ -171,6 +199,17 @@ def test_sft_then_kto_chains_through_artifacts(tmp_path, tiny_model):
     assert summary["base_model"] == "sft.model" and summary["global_step"] == 4
     logged = metrics(tmp_path / "run")
     assert {m["stage"] for m in logged} == {"sft", "kto"}
+
+    # the display: plinth's lines only, each naming the stage's place in the run; no library bars, no DeepSpeed
+    again = subprocess.run(cmd + ["--set", "kto.max_steps=3"], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    err = again.stderr
+    assert "[plinth] stage 1/2 sft (sft): unchanged, skipped" in err
+    assert "[plinth] 2/2 kto: train 3/3 (100%)" in err
+    for noise in ("Setting accelerator", "it/s]", "Loading weights", "Writing model shards", "Map", "Tokenizing",
+                  "Computing reference", "deprecated"):
+        assert noise not in err, noise
+    assert "run complete:" in err
     assert any("rewards/margins" in m for m in logged if m["stage"] == "kto")
     from safetensors.torch import load_file
 

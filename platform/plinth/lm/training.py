@@ -17,13 +17,14 @@ imported inside functions; importing this module costs only pydantic.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -316,6 +317,16 @@ def apply_length_policy(
     return rows, report
 
 
+def rows_trained(config: TrainingConfig, ctx: "StageContext", n_rows: int) -> int:
+    """How many rows `max_steps` optimizer steps read (batch x accumulation x processes per step), capped at
+    `n_rows`; all of them when training by epochs. Trainers that precompute per-row work (KTO's reference
+    log-probs) do it for these rows only."""
+    if config.max_steps <= 0:
+        return n_rows
+    per_step = config.batch_size * config.gradient_accumulation_steps * max(ctx.world_size, 1)
+    return min(n_rows, config.max_steps * per_step)
+
+
 # -- TrainingArguments ----------------------------------------------------------------------------------------
 def checkpoint_dir(ctx: "StageContext") -> Path:
     return Path(ctx.work_dir) / CHECKPOINTS
@@ -492,6 +503,39 @@ def _make_callback_class() -> type:
 
     _PlinthCallback.__name__ = _PlinthCallback.__qualname__ = "PlinthCallback"
     return _PlinthCallback
+
+
+@contextlib.contextmanager
+def fold_tqdm(module: Any, ctx: "StageContext", description: str) -> Iterator[None]:
+    """Show the loops a library runs through `module.tqdm` (e.g. trl's reference log-prob pass,
+    `trl.trainer.kto_trainer.tqdm`) as plinth progress lines instead of a tqdm bar of their own.
+
+    Only the name inside that one module changes, and only inside the `with`; a library version without the name
+    is left alone (its bar is then silenced by plinth.library_output like every other)."""
+    original = getattr(module, "tqdm", None)
+    if original is None:
+        yield
+        return
+
+    def bar(iterable: Any = None, *args: Any, total: int | None = None, **kwargs: Any) -> Any:
+        if iterable is None:  # manual-update bars: not folded
+            return original(iterable, *args, total=total, **kwargs)
+        return _iterate_with_progress(ctx, iterable, total, description)
+
+    module.tqdm = bar
+    try:
+        yield
+    finally:
+        module.tqdm = original
+
+
+def _iterate_with_progress(ctx: "StageContext", iterable: Any, total: int | None, description: str) -> Iterator[Any]:
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    with ctx.progress(total, description) as progress:
+        for item in iterable:
+            yield item
+            progress.update(1)
 
 
 # -- resume and save ------------------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class ModelEvaluator(Evaluator):
         refs = collect_models(ctx, self.config.baseline, self.config.baseline_label, self.require_baseline)
         prepared = self.prepare(ctx)  # reads and checks the task before any model loads
         writer = MetricsWriter(ctx, self.name, self.task(prepared))
+        writer.task_info = task_info(ctx)
         for ref in refs:
             model = EvalModel(ref.path, dtype=self.config.dtype, device=self.config.device,
                               batch_size=self.config.batch_size)
@@ -74,3 +75,13 @@ class ModelEvaluator(Evaluator):
                 gc.collect()
             writer.add(ref, metrics, samples)
         return writer.finish()
+
+
+def task_info(ctx: StageContext) -> dict[str, Any]:
+    """What the `task` input's producer recorded about it (item count, the stage, and how it was kept apart from
+    training data), so the report can say what the scores were measured on."""
+    if "task" not in ctx.inputs:
+        return {}
+    meta = ctx.input("task").meta or {}
+    info = {k: meta[k] for k in ("stage", "rows", "decontamination") if k in meta}
+    return info

@@ -50,6 +50,7 @@ class Table:
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)
     baseline: str | None = None
     sources: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # one line per task about its items (task_info)
 
     def put(self, model: str, metric: str, cell: Cell) -> None:
         if model not in self.models:
@@ -93,6 +94,9 @@ def add_metrics_file(table: Table, path: Path, stage: str = "") -> None:
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         return
     table.sources.append(str(path))
+    note = task_note(doc)
+    if note and note not in table.notes:
+        table.notes.append(note)
     if doc.get("baseline") and table.baseline is None:
         table.baseline = doc["baseline"]
     for label, entry in (doc.get("models") or {}).items():
@@ -109,6 +113,23 @@ def add_metrics_file(table: Table, path: Path, stage: str = "") -> None:
     if table.baseline in table.models:  # baseline first
         table.models.remove(table.baseline)
         table.models.insert(0, table.baseline)
+
+
+def task_note(doc: dict[str, Any]) -> str | None:
+    """'arithmetic: 250 held-out items from stage data; 7 of 1050 training prompts removed as matching one
+    (same question text, ...)' — from the evaluator's `task_info`."""
+    info = doc.get("task_info") or {}
+    decon = info.get("decontamination") or {}
+    if not info:
+        return None
+    text = f"{doc.get('task', '?')}: {info.get('rows', '?')} items"
+    if info.get("stage"):
+        text += f" from stage {info['stage']}"
+    if decon:
+        text += (f"; decontamination: {decon.get('training_prompts_removed', 0)} of "
+                 f"{decon.get('training_prompts_checked', '?')} training prompts removed for matching one of them "
+                 f"({decon.get('rule', '')})")
+    return text
 
 
 def merge_runs(a: Table, b: Table) -> Table:
@@ -167,6 +188,8 @@ def to_markdown(table: Table, compare: tuple[Table, Table] | None = None) -> str
     for model in table.models:
         name = f"{model} (baseline)" if model == table.baseline else model
         lines.append(f"| {name} | " + " | ".join(cell_text(table, model, m) for m in table.metrics) + " |")
+    if table.notes:
+        lines += [""] + [f"- {note}" for note in table.notes]
     if compare is not None:
         a, b = compare
         lines += ["", f"## {b.name} − {a.name}", "", "| model | metric | " + f"{a.name} | {b.name} | difference |",

@@ -180,6 +180,7 @@ class MetricsWriter:
         self.ctx, self.evaluator, self.task = ctx, evaluator, task
         self.models: dict[str, dict[str, Any]] = {}
         self.baseline: str | None = None
+        self.task_info: dict[str, Any] = {}  # where the items came from (e.g. a teacher's held-out set), for the report
 
     def full_name(self, metric: str) -> str:
         """'accuracy' -> '<task>/accuracy'; names that already hold a task ('arc_easy/acc') stay as they are."""
@@ -204,6 +205,8 @@ class MetricsWriter:
     def finish(self) -> dict[str, Artifact]:
         doc = {"schema": SCHEMA, "evaluator": self.evaluator, "task": self.task, "baseline": self.baseline,
                "models": self.models}
+        if self.task_info:
+            doc["task_info"] = self.task_info
         path = self.ctx.output_dir / "metrics.json"
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(doc, indent=2, default=_json_default), encoding="utf-8")

@@ -25,6 +25,13 @@ class KTOTrainer(Trainer):
         """Data checks, class weights, model resolution and length policy: all before any weights load."""
         cfg: KTOConfig = self.config
         rows, source = T.load_rows(ctx.input("dataset", kind="dataset"))
+        T.check_kto_rows(rows, source)
+        n_rows = len(rows)
+        if cfg.shuffle:
+            random.Random(cfg.seed).shuffle(rows)
+        # max_steps x batch rows are all training reads: KTO's per-row work (reference log-probs of each row and
+        # its KL pair) is done for those alone, and the class weights are counted on them
+        rows = rows[: T.rows_trained(cfg, ctx, len(rows))]
         n_good, n_bad = T.check_kto_rows(rows, source)
         if cfg.desirable_weight == "auto":
             lam_d, lam_u, why = auto_weights(n_good, n_bad, cfg.undesirable_weight)
@@ -48,8 +55,6 @@ class KTOTrainer(Trainer):
         if cfg.apply_chat_template:
             rows = T.to_conversational(rows)
             eval_rows = T.to_conversational(eval_rows) if eval_rows else None
-        if cfg.shuffle:
-            random.Random(cfg.seed).shuffle(rows)
         rows = [{"prompt": r["prompt"], "completion": r["completion"], "label": r["label"]} for r in rows]
         model_path, label = T.starting_model(cfg, ctx)
         from plinth.lm.hf import load_tokenizer
@@ -61,7 +66,7 @@ class KTOTrainer(Trainer):
                 f"stage '{ctx.stage}': {len(rows)} usable rows in {source}, fewer than batch_size={cfg.batch_size}"
             )
         report.update({
-            "data/desirable": n_good, "data/undesirable": n_bad,
+            "data/rows_in_file": n_rows, "data/desirable": n_good, "data/undesirable": n_bad,
             "desirable_weight": lam_d, "undesirable_weight": lam_u,
         })
         return dict(rows=rows, eval_rows=eval_rows, model_path=model_path, label=label, tokenizer=tokenizer,
@@ -69,7 +74,7 @@ class KTOTrainer(Trainer):
 
     def callbacks(self, ctx: StageContext) -> list[Any]:
         """Trainer callbacks; subclasses (and tests) may add their own."""
-        return [T.PlinthCallback(ctx, "kto")]
+        return [T.PlinthCallback(ctx, "train")]
 
     def train(self, ctx: StageContext) -> dict[str, Artifact]:
         cfg: KTOConfig = self.config
@@ -87,5 +92,8 @@ class KTOTrainer(Trainer):
             loss_type=cfg.loss_type,
             precompute_ref_log_probs=cfg.reference == "precompute",
         )
-        return T.fit_and_save(trl.KTOTrainer, args, prep, cfg, ctx, "kto", self.callbacks(ctx),
-                              weights_reason=prep["weights_reason"])
+        import trl.trainer.kto_trainer as trl_kto
+
+        with T.fold_tqdm(trl_kto, ctx, "reference log-probs"):
+            return T.fit_and_save(trl.KTOTrainer, args, prep, cfg, ctx, "kto", self.callbacks(ctx),
+                                  weights_reason=prep["weights_reason"])

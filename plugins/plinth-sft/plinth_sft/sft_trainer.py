@@ -47,7 +47,7 @@ class SFTTrainer(Trainer):
 
     def callbacks(self, ctx: StageContext) -> list[Any]:
         """Trainer callbacks; subclasses (and tests) may add their own."""
-        return [T.PlinthCallback(ctx, "sft")]
+        return [T.PlinthCallback(ctx, "train")]
 
     def train(self, ctx: StageContext) -> dict[str, Artifact]:
         cfg: SFTConfig = self.config

@@ -38,7 +38,8 @@ class SeedsConfig(ComponentConfig):
     topics: list[str] = Field(default_factory=list, description="topics the teacher writes fresh prompts about")
     per_topic: int = Field(4, ge=1, description="prompts the teacher writes per topic")
     limit: int | None = Field(None, ge=1, description="cap on the number of seeds after loading")
-    seed: int = Field(0, description="random seed for reasoning-gym and sampling")
+    seed: int | None = Field(None, description="which reasoning-gym items: seed k draws items no other k shares "
+                             "(default: the stage's `seed`)")
 
 
 class EvolveConfig(ComponentConfig):
@@ -97,7 +98,9 @@ class SafetyConfig(ComponentConfig):
 class KTOConfig(ComponentConfig):
     enabled: bool = Field(True, description="build the KTO dataset from the student's own answers")
     student: str | None = Field("smollm2-135m-instruct", description="student model (alias or folder); an input "
-                                "artifact named `student` overrides it")
+                                "artifact named `student` overrides it (e.g. \"sft.model\": on-policy data for SFT -> KTO)")
+    prompts: int | None = Field(None, ge=1, description="sample the student on the first N accepted prompts only "
+                                "(a KTO stage trains on max_steps x batch_size rows; more samples are wasted)")
     samples: int = Field(4, ge=1, description="student answers sampled per accepted prompt")
     temperature: float = Field(0.8, ge=0, description="student sampling temperature")
     max_tokens: int = Field(256, ge=8, description="student answer length limit")
@@ -131,7 +134,7 @@ class TeacherConfig(ComponentConfig):
                                     "timeout, max_retries, backoff)")
     cache: bool = Field(True, description="cache every teacher/student call on disk (resume, free re-runs)")
     cache_dir: str | None = Field(None, description="cache folder (default: RUN_DIR/cache/<stage>, kept across config changes; keys are content hashes)")
-    seed: int = Field(0, description="base seed for sampling")
+    seed: int = Field(0, description="base seed for sampling, and for reasoning-gym items unless seeds.seed is set")
     seeds: SeedsConfig = Field(default_factory=SeedsConfig, description="step 1: where prompts come from (reasoning-gym, file, HumanEval, topics)")
     evolve: EvolveConfig = Field(default_factory=EvolveConfig, description="step 2: teacher-driven Evol-Instruct rewrites with topic steering")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="step 2: near-duplicate removal and decontamination against eval sets")

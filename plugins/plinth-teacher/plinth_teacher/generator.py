@@ -29,7 +29,7 @@ from .items import Item
 from .kto import balance
 from .prompts import ANSWER_SYSTEM, JUDGE_PROMPT, SAFETY_PROMPT
 from .safety import RuleList, parse_safety_verdict
-from .seeds import eval_texts, file_items, humaneval_items
+from .seeds import eval_texts, file_items, humaneval_items, read_rows
 from .verify import verify
 from .writer import append_rows, write_json, write_rows
 
@@ -89,6 +89,8 @@ class TeacherGenerator(Generator):
 
     # -- the pipeline ----------------------------------------------------------------------------------
     def generate(self, ctx: StageContext) -> dict[str, Artifact]:
+        if "items" in ctx.inputs:
+            return self._kto_from_items(ctx)
         c = self.config
         t0 = time.time()
         stats: dict[str, Any] = {"backend": c.backend}
@@ -114,11 +116,43 @@ class TeacherGenerator(Generator):
                 if b is not None:
                     b.close()
 
+    def _kto_from_items(self, ctx: StageContext) -> dict[str, Artifact]:
+        """Step 5 alone, on the prompts an earlier teacher stage accepted (its `items` output): the student — e.g.
+        the SFT model, wired as the `student` input — answers them, the verifier labels its answers, and the rows
+        become KTO data. The prompts were decontaminated by that stage; nothing here adds new ones."""
+        t0 = time.time()
+        source = ctx.input("items", kind="dataset").path
+        items = [Item.from_json(row) for _, row in read_rows(source, "items input")]
+        if not items:
+            raise ConfigError(f"teacher: the `items` input {source} holds no items")
+        student = self._student(ctx)
+        if student is None:
+            raise ConfigError("teacher: with an `items` input the stage only builds KTO data; set kto.enabled = true")
+        teacher = self._teacher(ctx)
+        try:
+            rows, kstats = self._kto(items, student, teacher, ctx)
+        finally:
+            for b in (teacher, student):
+                if b is not None:
+                    b.close()
+        fmt = self.config.output.file_format
+        ext = "parquet" if fmt == "parquet" else "jsonl"
+        n = write_rows(ctx.output_dir / f"kto.{ext}", rows, fmt)
+        stats = {"backend": self.config.backend, "items": len(items), "items_from": str(source), "kto": kstats,
+                 "outputs": {"kto": n}, "seconds": round(time.time() - t0, 2)}
+        write_json(ctx.output_dir / "stats.json", stats)
+        ctx.log_metrics(_flat(stats))
+        return {
+            "kto": ctx.artifact("dataset", f"kto.{ext}", rows=n,
+                                **{k: kstats.get(k) for k in ("desirable", "undesirable", "ratio")}),
+            "stats": ctx.artifact("metrics", "stats.json"),
+        }
+
     def _load_seeds(self) -> list[Item]:
         s = self.config.seeds
         items: list[Item] = []
         if s.tasks:
-            items += gym_items(s.tasks, s.size, s.seed, s.task_options)
+            items += gym_items(s.tasks, s.size, self.config.seed if s.seed is None else s.seed, s.task_options)
         if s.path:
             items += file_items(s.path, s.prompt_field, s.answer_field, s.group_field)
         if s.humaneval:
@@ -231,7 +265,14 @@ class TeacherGenerator(Generator):
         if heldout:
             rows = [{"id": i.id, "prompt": i.prompt, "answer": i.reference, "task": i.group} for i in heldout]
             write_rows(ctx.output_dir / f"eval.{ext}", rows, fmt)
-            outputs["eval"] = ctx.artifact("dataset", f"eval.{ext}", rows=len(rows))
+            # what the evaluator's report says about this set: how many training prompts matched a held-out one
+            decon = {"held_out": len(rows), "training_prompts_checked": dstats["kept"] + contaminated,
+                     "training_prompts_removed": contaminated,
+                     "rule": f"same question text, a shared {d.decontam_ngram}-word sequence, or trigram Jaccard "
+                             f">= {d.decontam_threshold}"}
+            outputs["eval"] = ctx.artifact("dataset", f"eval.{ext}", rows=len(rows), decontamination=decon)
+        write_rows(ctx.output_dir / "items.jsonl", (i.to_json() for i in accepted))
+        outputs["items"] = ctx.artifact("dataset", "items.jsonl", rows=len(accepted))
         write_rows(ctx.output_dir / "decisions.jsonl", decisions)
         outputs["decisions"] = ctx.artifact("samples", "decisions.jsonl", rows=len(decisions))
         stats["outputs"] = {name: a.meta.get("rows") for name, a in outputs.items()}
@@ -364,6 +405,8 @@ class TeacherGenerator(Generator):
 
     def _kto(self, accepted: list[Item], student: ChatBackend, teacher: ChatBackend | None, ctx: StageContext):
         k = self.config.kto
+        if k.prompts is not None:
+            accepted = accepted[: k.prompts]
         st: dict[str, Any] = {"student": student.identity, "prompts": len(accepted), "samples_per_prompt": k.samples}
         convs = [self._messages(i.prompt) for i in accepted]
         replies: list[list[str]] = []

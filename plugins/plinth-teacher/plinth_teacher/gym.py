@@ -1,7 +1,10 @@
 """reasoning-gym tasks: offline seed prompts with exact answers, the oracle teacher, and a verifier.
 
 Entries are regenerated from (task, size, seed) — reasoning-gym is deterministic — so items carry only
-(task, index) and a verifier can be rebuilt in any process."""
+(task, index) and a verifier can be rebuilt in any process.
+
+reasoning-gym builds item i of seed s from s + i, so seeds 0 and 1 would share all items but one: plinth's seed k
+becomes reasoning-gym seed k * SEED_STRIDE (+ the task's position), and different k never share an item."""
 
 from __future__ import annotations
 
@@ -13,6 +16,14 @@ from plinth.errors import ConfigError
 
 from .answers import extract_answer
 from .items import Item
+
+
+SEED_STRIDE = 1_000_000  # more items than any seed set draws per task
+
+
+def gym_seed(seed: int, task_index: int = 0) -> int:
+    """The reasoning-gym seed of plinth seed `seed` for the task at `task_index` (0 stays 0)."""
+    return seed * SEED_STRIDE + task_index
 
 
 @lru_cache(maxsize=64)
@@ -33,15 +44,16 @@ def gym_items(
     per_task = []
     for t_i, task in enumerate(tasks):
         options = json.dumps((task_options or {}).get(task, {}), sort_keys=True)
-        ds = _dataset(task, size, seed + t_i, options)
+        s = gym_seed(seed, t_i)
+        ds = _dataset(task, size, s, options)
         rows = []
         for i in range(size):
             entry = ds[i]
-            meta = {"task": task, "index": i, "size": size, "seed": seed + t_i, "options": options}
+            meta = {"task": task, "index": i, "size": size, "seed": s, "options": options}
             cot = entry.get("metadata", {}).get("answer_cot")
             if cot:
                 meta["answer_cot"] = cot
-            rows.append(Item(id=f"gym:{task}:{seed + t_i}:{i}", prompt=entry["question"], source="gym", group=task,
+            rows.append(Item(id=f"gym:{task}:{s}:{i}", prompt=entry["question"], source="gym", group=task,
                              reference=str(entry["answer"]), verifier="gym", meta=meta))
         per_task.append(rows)
     out = []

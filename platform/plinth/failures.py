@@ -1,0 +1,54 @@
+"""What a user reads when a stage fails: one line saying what is wrong and what to do.
+
+A broken environment (a missing package, a full disk, no memory) is not a bug in plinth or a plugin: its message
+is one line with the fix and no traceback. Anything else is a bug somewhere: the message keeps the last frames of
+the traceback. Either way the whole traceback goes to RUN_DIR/run.log and the last line says what to do next.
+"""
+
+from __future__ import annotations
+
+import errno
+import traceback
+from pathlib import Path
+
+RERUN = "finished stages are kept: run the same command again to continue"
+
+_OS_PROBLEMS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.ENOMEM: "the machine is out of memory",
+    errno.EACCES: "permission denied",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def environment_problem(exc: BaseException) -> str | None:
+    """A one-line description with the fix when `exc` comes from the environment, else None."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        return (f"the Python package '{top}' is not installed in {_venv()} — install it (`make setup` installs "
+                f"everything plinth declares, or `pip install {top}`)")
+    if isinstance(exc, ImportError):
+        return f"an installed package does not import ({exc}) — reinstall the environment (`make setup`)"
+    if isinstance(exc, MemoryError):
+        return "the machine ran out of memory — lower batch sizes or max_length, or free memory"
+    if isinstance(exc, OSError) and exc.errno in _OS_PROBLEMS:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{_OS_PROBLEMS[exc.errno]}{where} — free space or fix permissions"
+    return None
+
+
+def failure_message(stage_id: str, component: str, exc: BaseException, run_log: Path) -> str:
+    """The text of the StageFailedError the CLI prints for a stage that raised `exc`."""
+    head = f"stage '{stage_id}' ({component}) failed: {type(exc).__name__}: {exc}"
+    env = environment_problem(exc)
+    if env is not None:
+        return f"stage '{stage_id}' ({component}) cannot run: {env}; then {RERUN} (details: {run_log})"
+    tail = "".join(traceback.format_exception(exc)[-6:]).rstrip()
+    return f"{head}\n{tail}\n-> full traceback in {run_log}; {RERUN}"
+
+
+def _venv() -> str:
+    import sys
+
+    return sys.prefix
