@@ -12,6 +12,8 @@ copied between plugins. torch/transformers are imported inside functions so `imp
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import os
 import shutil
@@ -19,7 +21,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..errors import ConfigError
 
@@ -76,8 +78,9 @@ def _smollm2_from_gguf(dest: Path) -> None:
     gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not (Path(folder) / gguf).exists():
         raise ModelNotFoundError(f"model 'smollm2-135m-instruct': {Path(folder) / gguf} is missing")
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+    with _gguf_read_once():
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+        quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
     config = quantized.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -97,6 +100,30 @@ def _smollm2_from_gguf(dest: Path) -> None:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     save_model_folder(model, tok, dest)
+
+
+@contextlib.contextmanager
+def _gguf_read_once() -> Iterator[None]:
+    """transformers parses a GGUF file three times (config, tokenizer, weights: the 49k-token vocabulary each time)
+    and rebuilds gguf's tensor-name table once per tensor (397 times for SmolLM2) — most of a conversion's time.
+    Inside this block `gguf.GGUFReader` returns one reader per file and `gguf.get_tensor_name_map` is memoised;
+    transformers imports both from `gguf` when it calls them, so nothing else changes."""
+    import gguf
+
+    reader_cls, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    readers: dict[Any, Any] = {}
+
+    def one_reader(path: Any, *args: Any, **kwargs: Any) -> Any:
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = reader_cls(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = one_reader, functools.lru_cache(maxsize=None)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader_cls, name_map
 
 
 ALIASES: dict[str, ModelAlias] = {
