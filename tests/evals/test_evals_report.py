@@ -154,3 +154,17 @@ def test_run_finished_hook_prints_the_table(tmp_path, capsys):
     (empty / "manifest.json").write_text('{"stages": {}}')
     plinth_run_finished(SimpleNamespace(run_dir=empty, echo=True), "complete")
     assert capsys.readouterr().out == "" and not (empty / "report").exists()
+
+
+def test_report_says_what_the_items_were_and_their_decontamination(tmp_path):
+    """An evaluator that scored a teacher's held-out set records the set's provenance (task_info); the report prints
+    it under the table, so a reader sees how many training prompts were removed for matching a held-out one."""
+    run = make_run(tmp_path / "run")
+    path = run / "stages/eval_gsm/out/metrics.json"
+    doc = json.loads(path.read_text())
+    doc["task_info"] = {"stage": "data", "rows": 400, "decontamination": {
+        "held_out": 400, "training_prompts_checked": 1000, "training_prompts_removed": 7, "rule": "same question text"}}
+    path.write_text(json.dumps(doc))
+    text = build_report(run, chart=False).text
+    assert ("- gsm8k: 400 items from stage data; decontamination: 7 of 1000 training prompts removed for matching "
+            "one of them (same question text)") in text.splitlines()
