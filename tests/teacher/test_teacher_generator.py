@@ -34,7 +34,7 @@ def test_gym_offline_end_to_end(ctx, tiny_model):
         "output": {"eval_size": 2},
     })
     out = gen.generate(ctx)
-    assert set(out) == {"sft", "kto", "eval", "stats", "decisions"}
+    assert set(out) == {"sft", "kto", "eval", "items", "stats", "decisions"}
     st = stats_of(out)
     assert st["seeds"]["loaded"] == 12 and st["seeds"]["held_out"] == 2
     assert st["accuracy"]["accepted"] == 10 and st["outputs"]["sft"] == 10
