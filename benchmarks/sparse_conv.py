@@ -297,6 +297,37 @@ def work_kmap(res: int, channels: int, repeats: int, **_):
     }
 
 
+def work_naive(res: int, channels: int, repeats: int, impl: str = "naive", **_):
+    """One 3^3 conv fwd + bwd on a cached map, either as plain autograd through a 27-offset gather - mm - index_add
+    loop (what autograd then saves) or through our Function; one implementation per process, so VmHWM is its own."""
+    import torch
+
+    from plinth_sparsepipe.sparse.backends import torch_conv
+    from plinth_sparsepipe.sparse.functional.maps import op_map
+
+    x = _sparse_input(res, channels)
+    kmap = op_map(x, 3).kmap
+    w = _weight(3, channels, channels)
+    f = x.feats.requires_grad_(True)
+    grad = torch.ones(kmap.n_out, channels)
+    pieces = list(torch_conv._offsets(kmap))
+
+    def naive():
+        out = f @ w[kmap.identity]
+        for k, i_in, i_out in pieces:
+            out = out.index_add(0, i_out, f[i_in] @ w[k])
+        out.backward(grad)
+
+    def ours():
+        torch_conv.GatherGemmScatter.apply(f, w, kmap).backward(grad)
+
+    fn = naive if impl == "naive" else ours
+    base = _reset_peak()
+    fn()
+    peak = _status("VmHWM") - base
+    return {"voxels": len(x), "s": _best(fn, repeats), "peak_mb": peak}
+
+
 DATAFLOW_LAYERS = [  # (cloud resolution, tensor stride the layer runs at, kernel, conv stride)
     (32, 1, 3, 1), (64, 1, 3, 1), (128, 1, 3, 1), (64, 2, 3, 1), (64, 4, 3, 1), (128, 8, 3, 1), (128, 16, 3, 1),
     (64, 1, 2, 2), (128, 4, 2, 2),
@@ -429,8 +460,14 @@ def section_baselines(a, out):
         ours = run_case("kmap", res=a.big, channels=c, repeats=a.repeats, threads=threads)
         sp = run_case("spconv", res=a.big, channels=c, repeats=a.repeats, threads=threads)
         oc = run_case("ocnn", res=a.big, channels=c, repeats=a.repeats, threads=threads)
+        nv = {impl: run_case("naive", res=a.big, channels=c, repeats=a.repeats, threads=threads, impl=impl)
+              for impl in ("naive", "ours")}
         base = ours["conv_s"]
         print(f"| plinth torch back end | {threads} | {ours['voxels']} | {_fmt(base)} | 1.00 | |")
+        if all("s" in r for r in nv.values()):
+            print(f"| same loop, plain autograd through index ops | {threads} | {nv['naive']['voxels']} | "
+                  f"{_fmt(nv['naive']['s'])} | {nv['naive']['s'] / nv['ours']['s']:.2f} | peak MB fwd + bwd "
+                  f"(a process each): {nv['naive']['peak_mb']:.0f} vs ours {nv['ours']['peak_mb']:.0f} |", flush=True)
         for name, r in (("spconv 2.3.8 SubMConv3d (Native)", sp), ("ocnn 2.3.3 OctreeConv", oc)):
             if "missing" in r or r.get("failed"):
                 print(f"| {name} | {threads} | - | - | - | {r.get('missing') or r.get('error')} |")
@@ -440,7 +477,7 @@ def section_baselines(a, out):
                 note = f"output wrong in {r['wrong_of_5']}/5 calls" if r["wrong_of_5"] else "output correct"
             print(f"| {name} | {threads} | {r['voxels']} | {_fmt(r['conv_s'])} | {r['conv_s'] / base:.2f} | {note} |",
                   flush=True)
-        rows.append({"threads": threads, "ours": ours, "spconv": sp, "ocnn": oc})
+        rows.append({"threads": threads, "ours": ours, "spconv": sp, "ocnn": oc, "naive": nv})
     out["baselines"] = rows
 
 
@@ -510,11 +547,14 @@ def main() -> None:
     WAIT_POLICY[0] = a.omp_wait_policy
     out = {"threads": a.threads, "repeats": a.repeats, "omp_wait_policy": a.omp_wait_policy,
            "command": " ".join(sys.argv)}
-    print(f"threads={a.threads} repeats={a.repeats} OMP_WAIT_POLICY={a.omp_wait_policy}")
+    out["load_average_start"] = os.getloadavg()
+    print(f"threads={a.threads} repeats={a.repeats} OMP_WAIT_POLICY={a.omp_wait_policy} "
+          f"load average {os.getloadavg()[0]:.1f} (machine cores: {os.cpu_count()})")
     t0 = time.time()
     for name in a.sections.split(","):
         SECTIONS[name.strip()](a, out)
-    print(f"\n(total {time.time() - t0:.0f} s)")
+    out["load_average_end"] = os.getloadavg()
+    print(f"\n(total {time.time() - t0:.0f} s; load average at the end {os.getloadavg()[0]:.1f})")
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))
 

@@ -169,7 +169,7 @@ def measure_bandwidth(folder: Path, nbytes: int = 16 * MB, repeats: int = 5) -> 
 
 def cluster_file(folder: Path, profiles: dict[str, Path], devices: dict[str, int], speed: float,
                  bandwidth: float) -> Path:
-    """A one-server cluster of emulated devices; each type has its own profile, measured at its speed."""
+    """A one-server cluster of emulated devices (type -> profile file, scaled by the type's speed)."""
     types = "".join(f'\n[types.{t}]\nprofile = "{profiles[t].name}"\nspeed = {speed * RELATIVE_SPEEDS[t]:.6g}\n'
                     for t in devices)
     devs = ", ".join(f"{t} = {c}" for t, c in devices.items())
@@ -343,8 +343,8 @@ def print_report(result: dict) -> None:
     print(f"\n# SparsePipe runtime, {cfg['cpu_note']}\n")
     profiles = ", ".join(f"{t} {v:.0f} ms" for t, v in cfg["profile_iteration_ms"].items())
     print(f"model: sparse VGG16-BN width {cfg['width']}, batch {cfg['batch']} shapes of {cfg['points']} points at "
-          f"voxel {cfg['voxel']} ({cfg['voxels_per_sample']:.0f} voxels per shape); profiles, CPU time per iteration "
-          f"as each emulated type computes: {profiles}; emulated '1.0' device = {cfg['speed']} of this CPU; gloo "
+          f"voxel {cfg['voxel']} ({cfg['voxels_per_sample']:.0f} voxels per shape); profile (CPU time per "
+          f"iteration): {profiles}; emulated '1.0' device = {cfg['speed']} of this CPU; gloo "
           f"loopback {cfg['bandwidth'] / 1e9:.2f} GB/s")
     if "efficiency" in result:
         e = result["efficiency"]
@@ -435,21 +435,16 @@ def main() -> int:
     classes = len({y for _, y in items})
     batches = sparse_batches(items, args.batch, args.voxel)
     model = vgg("sparse_vgg16_bn", args.width, classes)
-    # one profile per emulated device type, measured the way that type's ranks compute (profiler.py)
-    types = ["fast"] if parts == ["sparse-vs-dense"] else (["fast", "half", "third"] if "heterogeneity" in parts
-                                                           else ["fast"])
-    profiles, totals = {}, {}
-    for t in types:
-        prof = profile_model(model, batches[-1:] + batches, F.cross_entropy, warmup=1, iterations=len(batches),
-                             device_type=t, model_name="sparse_vgg16_bn", emulate_speed=args.speed * RELATIVE_SPEEDS[t])
-        profiles[t] = save_profile(prof, folder / f"sparse_vgg16_bn-{t}.json")
-        totals[t] = prof.total_time_s
-        if args.write_profile and t == "fast":
-            save_profile(prof, args.write_profile)
+    # one profile of this CPU; the cluster's `speed` scales it for every emulated type
+    prof = profile_model(model, batches[-1:] + batches, F.cross_entropy, warmup=1, iterations=len(batches),
+                         device_type="fast", model_name="sparse_vgg16_bn")
+    path = save_profile(prof, folder / "sparse_vgg16_bn.json")
+    profiles, totals = {t: path for t in RELATIVE_SPEEDS}, {"this CPU": prof.total_time_s}
+    if args.write_profile:
+        save_profile(prof, args.write_profile)
     bandwidth = measure_bandwidth(folder / "bandwidth")
-    print(f"profiles (CPU ms per iteration at batch {args.batch}): "
-          + ", ".join(f"{t} {v * 1e3:.0f}" for t, v in totals.items())
-          + f"; gloo loopback {bandwidth / 1e9:.2f} GB/s", flush=True)
+    print(f"profile: {prof.total_time_s * 1e3:.0f} ms CPU per iteration at batch {args.batch}; gloo loopback "
+          f"{bandwidth / 1e9:.2f} GB/s", flush=True)
     result = {"config": {"width": args.width, "batch": args.batch, "points": args.points, "voxel": args.voxel,
                          "speed": args.speed, "rounds": rounds, "batches": len(batches), "bandwidth": bandwidth,
                          "profile_iteration_ms": {t: v * 1e3 for t, v in totals.items()},

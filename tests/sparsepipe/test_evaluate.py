@@ -94,7 +94,7 @@ def test_evaluator_writes_the_metrics_schema_for_sparse_and_dense_models(tmp_pat
     assert list(doc["models"]) == ["dense", "sparse"] and doc["models"]["dense"]["role"] == "baseline"
     m = doc["models"]["sparse"]["metrics"]
     assert set(m) == {"shapes/accuracy", "shapes/mean_class_accuracy", "train/seconds_per_epoch",
-                      "train/peak_rss_mb", "eval/inference_ms_per_sample"}
+                      "train/peak_rss_mb", "train/peak_rss_increase_mb", "eval/inference_ms_per_sample"}
     for entry in m.values():
         assert {"value", "n", "ci_low", "ci_high", "ci_method", "higher_is_better", "evaluator", "task"} <= set(entry)
     assert m["train/seconds_per_epoch"]["value"] == pytest.approx(2.25) and not m["train/peak_rss_mb"][

@@ -108,13 +108,10 @@ def cost_scores(training: dict[str, Any], batch_times: list[tuple[float, int]]) 
     if epochs:
         out["seconds_per_epoch"] = metric(sum(epochs) / len(epochs), len(epochs), mean_interval(epochs), "normal",
                                           higher_is_better=False, epochs=epochs)
-    if "peak_rss_mb" in training:
-        v = float(training["peak_rss_mb"])
-        out["peak_rss_mb"] = metric(v, 1, (v, v), "measured", higher_is_better=False,
-                                    increase_mb=training.get("peak_rss_increase_mb"))
-    if "cuda_max_allocated_mb" in training:
-        v = float(training["cuda_max_allocated_mb"])
-        out["cuda_max_allocated_mb"] = metric(v, 1, (v, v), "measured", higher_is_better=False)
+    for key in ("peak_rss_mb", "peak_rss_increase_mb", "cuda_max_allocated_mb"):
+        if key in training:
+            v = float(training[key])
+            out[key] = metric(v, 1, (v, v), "measured", higher_is_better=False)
     samples = sum(n for _, n in batch_times)
     if samples:
         per_sample = [1000.0 * s / n for s, n in batch_times]

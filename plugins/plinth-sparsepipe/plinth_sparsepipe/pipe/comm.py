@@ -118,7 +118,9 @@ def _wait(work, timeout_s: float, peer: int, what: str) -> None:
         work.wait(timedelta(seconds=timeout_s))
     except RuntimeError as exc:
         text = str(exc)
-        if "Timed out" in text or "timed out" in text or "Timeout" in text:
+        # gloo words it "Timed out ..." for this op, or "Application timeout caused pair closure" when an earlier
+        # op on the same pair timed out and closed it: both mean the peer sent nothing in time, not that it died
+        if "timed out" in text.lower() or "timeout" in text.lower():
             raise PeerFailure(peer, what, "timeout", f"nothing arrived within {timeout_s:g} s") from None
         raise PeerFailure(peer, what, "closed", _short(text)) from None
 
@@ -224,7 +226,9 @@ class Inbox:
                 self.queue.put(exc)
                 return
             except Exception as exc:  # noqa: BLE001 - handed to the stage thread, which raises it
-                self.queue.put(PeerFailure(self.src, self.what, "closed", _short(str(exc))))
+                timed_out = "timeout" in str(exc).lower() or "timed out" in str(exc).lower()
+                self.queue.put(PeerFailure(self.src, self.what, "timeout" if timed_out else "closed",
+                                           _short(str(exc))))
                 return
             self.bytes_received += msg.nbytes
             if self.on_message is not None:

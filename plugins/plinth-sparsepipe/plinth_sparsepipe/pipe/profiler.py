@@ -29,21 +29,15 @@ from .profile import LayerProfile, Profile
 
 
 class _Clock:
-    def __init__(self, device: torch.device, pause: float = 0.0):
+    def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
         self.device = device
-        self.pause = pause
 
     def now(self) -> float:
         if self.cuda:
             torch.cuda.synchronize(self.device)
             return time.perf_counter()
         return time.thread_time()
-
-    def rest(self, seconds: float) -> None:
-        """Sleep as an emulated device of the profiled speed would after `seconds` of work (see profile_model)."""
-        if self.pause > 0:
-            time.sleep(self.pause * seconds)
 
 
 def _detached(x: Any) -> Any:
@@ -78,14 +72,8 @@ def _restart(block: torch.nn.Module, x: SparseTensor, clock: _Clock) -> float:
 def profile_model(model: torch.nn.Module, batches: Sequence[tuple[Any, torch.Tensor]],
                   loss_fn: Callable[[Any, torch.Tensor], torch.Tensor], *, device: torch.device | str = "cpu",
                   make_optimizer: Callable[[Any], torch.optim.Optimizer] | None = None, warmup: int = 2,
-                  iterations: int = 5, device_type: str = "cpu", model_name: str | None = None,
-                  emulate_speed: float = 1.0) -> Profile:
-    """Profile `model` on `batches` (cycled through warm-up + measured iterations); see the module docstring.
-
-    `emulate_speed` < 1: after each timed piece of work, sleep as the runtime makes an emulated device of that speed
-    sleep (emulation.py). The times stay this CPU's (the cluster file's `speed` divides them), but they are then
-    measured the way such a rank computes: after sleeping, on caches other processes have used, which costs
-    20-80 % more CPU time on a busy machine than the same work back to back."""
+                  iterations: int = 5, device_type: str = "cpu", model_name: str | None = None) -> Profile:
+    """Profile `model` on `batches` (cycled through warm-up + measured iterations); see the module docstring."""
     if iterations < 1 or warmup < 0 or not batches:
         raise ValueError("profile_model needs iterations >= 1, warmup >= 0 and at least one batch")
     device = torch.device(device)
@@ -96,7 +84,7 @@ def profile_model(model: torch.nn.Module, batches: Sequence[tuple[Any, torch.Ten
                   for _, b in blocks]
     n = len(blocks)
     fwd, bwd, feat, coord, restart = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
-    clock = _Clock(device, pause=(1.0 / emulate_speed - 1.0) if emulate_speed < 1.0 else 0.0)
+    clock = _Clock(device)
     sizes = set()
     for it in range(warmup + iterations):
         x, target = batches[it % len(batches)]
@@ -113,7 +101,6 @@ def profile_model(model: torch.nn.Module, batches: Sequence[tuple[Any, torch.Ten
             if i == n - 1:
                 y = loss_fn(y, target)
             t1 = clock.now()
-            clock.rest(t1 - t0)
             if measured:
                 fwd[i] += t1 - t0
                 if i < n - 1:
@@ -132,7 +119,6 @@ def profile_model(model: torch.nn.Module, batches: Sequence[tuple[Any, torch.Ten
                 optimizers[i].step()
                 optimizers[i].zero_grad(set_to_none=True)
             t1 = clock.now()
-            clock.rest(t1 - t0)
             if measured:
                 bwd[i] += t1 - t0
             if i > 0:
@@ -151,7 +137,7 @@ def profile_model(model: torch.nn.Module, batches: Sequence[tuple[Any, torch.Ten
     name = model_name or (model.config()["name"] if hasattr(model, "config") else type(model).__name__)
     meta = {"warmup": warmup, "iterations": iterations, "device": str(device), "threads": torch.get_num_threads(),
             "clock": "cuda-synchronised wall" if device.type == "cuda" else "thread CPU time",
-            "backward_includes": "the optimizer step of the block's parameters", "emulated_speed": emulate_speed,
+            "backward_includes": "the optimizer step of the block's parameters",
             "torch": torch.__version__, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     return Profile(model=name, device_type=device_type, batch_size=sizes.pop(), source="measured", meta=meta,
                    layers=layers)
