@@ -294,9 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     except PlinthError as exc:
         print(f"plinth: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("plinth: interrupted; `plinth run` again resumes from the last completed stage", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a run (RunInterrupted)
+        signum = getattr(exc, "signum", 2)
+        print(f"plinth: interrupted ({'SIGTERM' if signum == 15 else 'Ctrl-C'}); `plinth run` again resumes "
+              "from the last completed stage", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

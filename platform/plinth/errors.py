@@ -25,3 +25,11 @@ class RunLockedError(PlinthError):
 
 class StageFailedError(PlinthError):
     """A stage raised; the manifest records the failure and earlier stages stay complete."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run: recorded as `interrupted` (not `failed`); the CLI exits 128 + signal."""
+
+    def __init__(self, signum: int = 2):
+        super().__init__(f"signal {signum}")
+        self.signum = signum

@@ -67,7 +67,7 @@ def plinth_run_started(run: "Run") -> None:
 
 @hookspec
 def plinth_run_finished(run: "Run", status: str) -> None:
-    """A run ends; `status` is "complete" or "failed"."""
+    """A run ends; `status` is "complete", "failed" or "interrupted" (Ctrl-C, SIGTERM)."""
 
 
 @hookspec
@@ -77,7 +77,8 @@ def plinth_stage_started(run: "Run", stage: str) -> None:
 
 @hookspec
 def plinth_stage_finished(run: "Run", stage: str, status: str, outputs: "dict[str, Artifact]") -> None:
-    """A stage ended: `status` is "complete", "skipped" (unchanged since a previous run) or "failed"."""
+    """A stage ended: `status` is "complete", "skipped" (unchanged since a previous run), "failed" or
+    "interrupted"."""
 
 
 @hookspec

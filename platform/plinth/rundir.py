@@ -1,7 +1,9 @@
 """The run directory on disk: atomic writes, the manifest, and the lock that keeps two runs apart.
 
-Every file the core writes goes through a temporary file in the same folder, fsync, then os.replace, so a
-kill -9 at any moment leaves either the old or the new content, never half of one. The lock is an flock on
+Every file the core and the plugins write whole goes through `atomic_path`/`open_atomic`/`write_*_atomic`: a
+uniquely named temporary file in the same folder, fsync, the umask's mode, os.replace, then an fsync of the folder,
+so a kill -9 or a power cut at any moment leaves either the old or the new content, never half of one, and two
+writers of the same file never share a temporary name. The lock is an flock on
 RUN_DIR/.lock: the kernel drops it when its process dies, so a killed run never leaves a stale lock behind.
 """
 
@@ -11,27 +13,67 @@ import fcntl
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 from .errors import RunLockedError
 
 MANIFEST = "manifest.json"
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable (a rename is an update of the folder, not of the file)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A unique temporary path beside `path` for code that writes a file itself (pyarrow, torch.save); on a
+    clean exit it is fsynced, given the mode a plain open() would (0666 less the umask, not mkstemp's 0600),
+    renamed over `path`, and the folder fsynced. On an exception the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+@contextmanager
+def open_atomic(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """`with open_atomic(p) as fh: ...` writes a file that appears whole at `p` or not at all."""
+    binary = "b" in mode
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, encoding=None if binary else encoding) as fh:
+            yield fh
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with open_atomic(path, "wb") as fh:
+        fh.write(data)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -1,9 +1,15 @@
 """Running a validated plan: one stage after another, recorded in the manifest, resumable at any point.
 
 A stage is skipped when its manifest record is complete with the same config hash and the same input hashes,
-and its outputs still exist. Otherwise its output folder is emptied and it runs again; its work folder (trainer
-checkpoints, teacher caches) is kept when the hashes match the interrupted attempt, so a killed stage resumes
-mid-way, and wiped when they do not, so stale checkpoints never leak into a changed stage.
+and its outputs still exist. Otherwise it runs again in a fresh `out/`; the outputs of its last complete attempt
+wait beside it in `out.previous/` and come back if the new attempt fails or is interrupted (so a re-run whose
+inputs went bad never costs the good model), and are deleted only once the new attempt is complete. Its work
+folder (trainer checkpoints, teacher caches) is kept when the hashes match the interrupted attempt, so a killed
+stage resumes mid-way, and wiped when they do not or when the stage is forced (`--force` trains from scratch),
+so stale checkpoints never leak into a changed stage.
+
+Ctrl-C and SIGTERM are recorded as `interrupted` (the stage and the run), never `failed` or left `running`.
+A run directory belongs to one pipeline file: a second file with the same `[run] name` is refused.
 
 A stage whose strategy asks for more than one process is launched through torchrun (`python -m plinth.worker`);
 the runner itself stays a single process that owns the manifest and the lock.
@@ -11,9 +17,11 @@ the runner itself stays a single process that owns the manifest and the lock.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +31,7 @@ from typing import Any
 
 from .artifacts import Artifact, content_hash
 from .context import StageContext
-from .errors import PlinthError, StageFailedError
+from .errors import PlinthError, RunInterrupted, StageFailedError
 from .failures import failure_message
 from .pipeline import Plan, PlannedStage, resolve_inputs
 from .plugins import PluginManager
@@ -46,13 +54,16 @@ class Run:
     # -- public -----------------------------------------------------------------------------------------
     def execute(self) -> str:
         hook = self.plugins.hook
-        with RunLock(self.run_dir):
+        with RunLock(self.run_dir), _sigterm_interrupts():
             self._prepare()
             hook.plinth_run_started(run=self)
             status = "complete"
             try:
                 for i, stage in enumerate(self.plan.stages, 1):
                     self._stage(stage, i)
+            except KeyboardInterrupt:
+                status = "interrupted"
+                raise
             except BaseException:
                 status = "failed"
                 raise
@@ -66,6 +77,12 @@ class Run:
     # -- internals --------------------------------------------------------------------------------------
     def _prepare(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        owner = load_manifest(self.run_dir).get("pipeline")
+        if owner and Path(owner) != self.plan.path.resolve():
+            raise PlinthError(
+                f"run directory {self.run_dir} belongs to {owner}, not {self.plan.path.resolve()} (the same "
+                "[run] name?); give this pipeline another [run] name or --run-dir, or delete the folder to start over"
+            )
         write_text_atomic(self.run_dir / "pipeline.toml", self.plan.path.read_text(encoding="utf-8"))
         write_json_atomic(
             self.run_dir / "resolved.json",
@@ -98,23 +115,31 @@ class Run:
         same = rec.get("config_hash") == config_hash and rec.get("input_hash") == input_hash
         stage_dir = self.run_dir / "stages" / stage.id
         out_dir, work_dir = stage_dir / "out", stage_dir / "work"
-
-        if same and rec.get("status") == "complete" and stage.id not in self.force and stage.name not in self.force:
+        forced = stage.id in self.force or stage.name in self.force
+        _restore_previous(out_dir, rec)  # after a kill -9 mid-attempt
+        kept = rec.get("kept")  # the last complete attempt, whose outputs are in out/ after a failed one
+        if kept and rec.get("status") != "complete" and not forced and kept.get("config_hash") == config_hash \
+                and kept.get("input_hash") == input_hash:
+            rec, same = {**kept, "attempts": rec.get("attempts", 1)}, True
+        if same and rec.get("status") == "complete" and not forced:
             outputs = {k: Artifact.from_json(v, self.run_dir) for k, v in rec.get("outputs", {}).items()}
             if all(a.exists() for a in outputs.values()):
+                if self.manifest["stages"].get(stage.id) is not rec:  # the kept attempt is current again
+                    self.manifest["stages"][stage.id] = rec
+                    self._save()
                 self.outputs[stage.id] = outputs
                 self.statuses[stage.id] = "skipped"
                 self._log(f"stage {index}/{total} {stage.id} ({stage.component_name}): unchanged, skipped")
                 hook.plinth_stage_finished(run=self, stage=stage.id, status="skipped", outputs=outputs)
                 return
 
-        if not same and work_dir.exists():
-            shutil.rmtree(work_dir)  # a changed stage must not resume from another config's checkpoints
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
+        if (forced or not same) and work_dir.exists():
+            shutil.rmtree(work_dir)  # a changed or forced stage must not resume from earlier checkpoints
+        previous = _set_aside(out_dir, rec)
         out_dir.mkdir(parents=True)
         work_dir.mkdir(parents=True, exist_ok=True)
         attempt = (rec.get("attempts", 0) + 1) if same else 1
+        resuming = same and not forced and rec.get("status") != "complete" and attempt > 1
         rec = {
             "status": "running",
             "slot": stage.slot,
@@ -131,9 +156,11 @@ class Run:
             "started": time.time(),
             "pid": os.getpid(),
         }
+        if previous is not None:
+            rec["previous"] = previous
         self.manifest["stages"][stage.id] = rec
         self._save()
-        resumed = " (resuming)" if attempt > 1 else ""
+        resumed = " (resuming)" if resuming else " (forced, from scratch)" if forced else ""
         self._log(f"stage {index}/{total} {stage.id} ({stage.component_name}): running{resumed}")
         hook.plinth_stage_started(run=self, stage=stage.id)
         t0 = time.time()
@@ -145,11 +172,14 @@ class Run:
                 outputs = run_in_process(stage, inputs, self.run_dir, out_dir, work_dir, self.plugins, attempt)
             _check_outputs(stage, outputs)
         except BaseException as exc:
-            rec.update(status="failed", seconds=round(time.time() - t0, 3), error=f"{type(exc).__name__}: {exc}")
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            kept = _restore_previous(out_dir, rec)
+            rec.update(status=status, seconds=round(time.time() - t0, 3), error=f"{type(exc).__name__}: {exc}")
             self._save()
-            self.statuses[stage.id] = "failed"
-            hook.plinth_stage_finished(run=self, stage=stage.id, status="failed", outputs={})
-            self._log(f"stage {stage.id} failed after {time.time() - t0:.1f}s: {type(exc).__name__}: {exc}",
+            self.statuses[stage.id] = status
+            hook.plinth_stage_finished(run=self, stage=stage.id, status=status, outputs={})
+            note = f"; the outputs of its last complete attempt are kept in {out_dir}" if kept else ""
+            self._log(f"stage {stage.id} {status} after {time.time() - t0:.1f}s: {type(exc).__name__}: {exc}{note}",
                       detail="".join(traceback.format_exception(exc)))
             if isinstance(exc, (PlinthError, KeyboardInterrupt)):
                 raise
@@ -169,7 +199,10 @@ class Run:
             outputs={k: a.to_json(self.run_dir) for k, a in recorded.items()},
         )
         rec.pop("error", None)
+        rec.pop("previous", None)
+        rec.pop("kept", None)
         self._save()
+        shutil.rmtree(out_dir.parent / PREVIOUS, ignore_errors=True)  # only now is the older model no longer needed
         self.outputs[stage.id] = recorded
         self.statuses[stage.id] = "complete"
         ctx = _context(stage, inputs, self.run_dir, out_dir, work_dir, self.plugins)
@@ -241,12 +274,80 @@ def join(run_dir: Path, stage_id: str, node_rank: int, timeout: float = 3600.0) 
     started = time.time()
     while True:
         data = read_json(launch_path)
-        if data is not None and data.get("written", 0) >= started - 5:
+        stale = _stale_launch(Path(run_dir), stage_id, data)
+        if data is not None and stale is None:
             break
         if time.time() - started > timeout:
-            raise PlinthError(f"no launch of stage '{stage_id}' appeared in {launch_path} within {timeout:.0f}s")
+            why = f"; the launch there is stale: {stale}" if data is not None else ""
+            raise PlinthError(
+                f"no launch of the current attempt of stage '{stage_id}' appeared in {launch_path} within "
+                f"{timeout:.0f}s{why}"
+            )
         time.sleep(0.5)
     return launch_workers(launch_path, node_rank)
+
+
+def _stale_launch(run_dir: Path, stage_id: str, launch: dict | None) -> str | None:
+    """Why `launch` is not the stage attempt now running (None when it is): it must carry the attempt number
+    the manifest shows running and be written after that attempt started, whenever that was."""
+    if launch is None:
+        return "none written yet"
+    rec = load_manifest(run_dir)["stages"].get(stage_id, {})
+    if rec.get("status") != "running":
+        return f"stage '{stage_id}' is not running (manifest: {rec.get('status', 'not started')})"
+    if launch.get("attempt") != rec.get("attempts") or launch.get("written", 0) < rec.get("started", 0):
+        return (f"it is from an earlier attempt ({launch.get('attempt')}) of stage '{stage_id}', "
+                f"which is now at attempt {rec.get('attempts')}")
+    return None
+
+
+PREVIOUS = "out.previous"
+
+
+def _set_aside(out_dir: Path, rec: dict[str, Any]) -> dict[str, Any] | None:
+    """Before an attempt: move the outputs of the last complete attempt to out.previous/ and return the record
+    that describes them (None when there are none: a failed attempt's leftovers are simply cleared)."""
+    if rec.get("status") == "complete":
+        previous = {k: v for k, v in rec.items() if k not in ("previous", "kept")}
+    else:
+        previous = rec.get("kept")
+    if out_dir.exists():
+        if previous is None:
+            shutil.rmtree(out_dir)
+        else:
+            shutil.rmtree(out_dir.parent / PREVIOUS, ignore_errors=True)
+            os.replace(out_dir, out_dir.parent / PREVIOUS)
+    return previous if (out_dir.parent / PREVIOUS).exists() else None
+
+
+def _restore_previous(out_dir: Path, rec: dict[str, Any]) -> bool:
+    """Put out.previous/ back as out/ when the attempt that replaced it did not complete (it failed, was
+    interrupted, or the process was killed); the record then keeps the complete one as `kept`."""
+    previous = out_dir.parent / PREVIOUS
+    if "previous" not in rec or not previous.exists():
+        return False
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(previous, out_dir)
+    rec["kept"] = rec.pop("previous")
+    return True
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a scheduler's kill, `kill PID`) stops the run like Ctrl-C, so it is recorded, not left `running`."""
+    def handler(signum, _frame):
+        raise RunInterrupted(signum)
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _free_port() -> int:

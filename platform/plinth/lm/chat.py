@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..components import ComponentConfig
 from ..errors import PlinthError
+from ..rundir import open_atomic
 
 Messages = list[dict[str, str]]
 
@@ -127,11 +126,8 @@ class CachedChat(ChatBackend):
 
     def put(self, key: str, samples: list[str]) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with open_atomic(path) as fh:
             json.dump({"backend": self.identity, "samples": samples}, fh, ensure_ascii=False)
-        os.replace(tmp, path)
 
     def chat(
         self,

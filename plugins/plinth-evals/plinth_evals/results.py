@@ -24,13 +24,13 @@ Metric names are "<task>/<metric>" so one report can hold several tasks without 
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from plinth import Artifact, ConfigError, StageContext
+from plinth.rundir import open_atomic, write_text_atomic
 from plinth.stats import bootstrap_interval, mean_interval, wilson_interval
 
 SCHEMA = "plinth.metrics/v1"
@@ -162,14 +162,11 @@ def safe_name(label: str) -> str:
 
 
 def write_samples(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open_atomic(path) as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n
 
 
@@ -207,10 +204,7 @@ class MetricsWriter:
                "models": self.models}
         if self.task_info:
             doc["task_info"] = self.task_info
-        path = self.ctx.output_dir / "metrics.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=2, default=_json_default), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(self.ctx.output_dir / "metrics.json", json.dumps(doc, indent=2, default=_json_default))
         return {
             "metrics": self.ctx.artifact("metrics", "metrics.json", evaluator=self.evaluator, task=self.task,
                                          models=list(self.models)),

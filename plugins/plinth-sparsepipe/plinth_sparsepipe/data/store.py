@@ -14,14 +14,14 @@ arrays (no per-row Python objects), from which `PointCloudSet[i]` hands out zero
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+
+from plinth.rundir import atomic_path
 
 from .cloud import PointCloud
 
@@ -59,9 +59,7 @@ def write_split(path: Path, clouds: Iterable[PointCloud], task: str, classes: li
                        ("source", pa.string())])
     schema = schema.with_metadata(_file_metadata(task, classes))
     stats = SplitStats()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
             chunk: list[PointCloud] = []
             for cloud in clouds:
@@ -72,10 +70,6 @@ def write_split(path: Path, clouds: Iterable[PointCloud], task: str, classes: li
                     chunk = []
             if chunk or stats.rows == 0:
                 writer.write_table(_table(chunk, columns, task, schema))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return stats
 
 
