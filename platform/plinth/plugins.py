@@ -4,12 +4,18 @@ Plugins are entry points in the `plinth` group. Each is imported inside try/exce
 its `PluginInfo` (shown by `plinth plugins`) and skipped with a warning, unless strict mode
 (`--strict-plugins` or PLINTH_STRICT_PLUGINS=1) makes it fatal. PLINTH_PLUGINS=a,b loads only those entry points
 (or distributions); PLINTH_DISABLE_PLUGINS=c blocks some. Components are collected per slot; a name claimed twice
-in one slot is an error naming both distributions.
+in one slot is an error naming both distributions. A plugin whose registration fails halfway keeps nothing.
+
+A plugin cannot take the platform down after loading either: each of its event and command hook implementations
+runs guarded, so a raising metrics logger or `plinth_stage_finished` is reported like a load error (a warning
+naming the plugin, once per hook; fatal under strict mode) and the run goes on. A hook implementation whose name
+matches no spec (a misspelling pluggy would silently never call) is reported the same way.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -38,6 +44,12 @@ SLOT_HOOKS = {
     "strategy": "plinth_register_strategies",
 }
 
+# hooks called after loading; a plugin's implementation of one runs guarded (see the module docstring)
+GUARDED_HOOKS = {
+    "plinth_run_started", "plinth_run_finished", "plinth_stage_started", "plinth_stage_finished",
+    "plinth_metrics_logged", "plinth_progress", "plinth_artifact_written", "plinth_register_commands",
+}
+
 
 @dataclass
 class PluginInfo:
@@ -50,6 +62,7 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     components: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
+    failed_hooks: set[str] = field(default_factory=set)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,6 +171,57 @@ class PluginManager:
         except Exception as exc:  # noqa: BLE001
             self.pm.unregister(plugin)
             self._failed(info, f"registering components failed: {type(exc).__name__}: {exc}", appended=True)
+            return
+        if info.distribution != CORE_DIST:  # the core's own hooks are not guarded: their errors are bugs to see
+            self._guard_hooks(plugin, info)
+        self._check_hook_names(plugin, info)
+
+    def _guard_hooks(self, plugin: Any, info: PluginInfo) -> None:
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.name not in GUARDED_HOOKS:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not (impl.hookwrapper or impl.wrapper):
+                    impl.function = self._guarded(info, caller.name, impl.function)
+
+    def _guarded(self, info: PluginInfo, hook: str, function: Any) -> Any:
+        @functools.wraps(function)
+        def guarded(*args: Any) -> Any:
+            try:
+                return function(*args)
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug must not end the run or the command
+                self._hook_failed(info, hook, exc)
+                return None
+
+        return guarded
+
+    def _hook_failed(self, info: PluginInfo, hook: str, exc: Exception) -> None:
+        message = f"hook {hook} raised {type(exc).__name__}: {exc}"
+        if self.strict:
+            raise PluginError(f"plugin '{info.name}' ({info.distribution} {info.version}): {message}") from exc
+        if hook in info.failed_hooks:  # a metrics logger fails every step: say it once
+            return
+        info.failed_hooks.add(hook)
+        info.error = "; ".join(filter(None, [info.error, message]))
+        warnings.warn(
+            f"plinth: plugin '{info.name}' ({info.distribution}): {message}; ignored, the run goes on. "
+            "--strict-plugins makes this fatal.",
+            stacklevel=2,
+        )
+
+    def _check_hook_names(self, plugin: Any, info: PluginInfo) -> None:
+        """pluggy's `check_pending`, per plugin so that the message names it and suggests the hook meant."""
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.has_spec() or all(i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin):
+                continue
+            specs = [name for name in dir(hookspecs) if name.startswith("plinth_")]
+            close = difflib.get_close_matches(caller.name, specs, n=1)
+            hint = f" — did you mean '{close[0]}'?" if close else ""
+            message = f"implements unknown hook '{caller.name}'{hint} (plinth never calls it)"
+            info.error = "; ".join(filter(None, [info.error, message]))
+            if self.strict:
+                raise PluginError(f"plugin '{info.name}' ({info.distribution} {info.version}): {message}")
+            warnings.warn(f"plinth: plugin '{info.name}' ({info.distribution}): {message}", stacklevel=2)
 
     def _failed(self, info: PluginInfo, message: str, appended: bool = False) -> None:
         info.error = message
@@ -172,33 +236,35 @@ class PluginManager:
         )
 
     def _collect(self, plugin: Any, info: PluginInfo) -> None:
-        for slot, hook_name in SLOT_HOOKS.items():
+        """Call this plugin's slot hooks (only its own: the others were collected when they loaded), checking each
+        registration, and add them only when every hook returned: a plugin failing halfway registers nothing."""
+        pending: list[tuple[str, str, type | str]] = []
+
+        def collector(slot: str) -> Any:
+            return lambda name, cls: pending.append((slot, name, self._checked(slot, name, cls, info)))
+
+        hooks = {**{hook: slot for slot, hook in SLOT_HOOKS.items()}, "plinth_register_chat_backends": "chat_backend"}
+        for hook_name, slot in hooks.items():
             impl = getattr(plugin, hook_name, None)
-            if impl is None:
-                continue
-            found: list[str] = []
+            if impl is not None:
+                impl(register=collector(slot))
+        for slot, name, _ in pending:
+            existing = self.chat_backends.get(name) if slot == "chat_backend" else None
+            if existing is not None:
+                raise PluginError(
+                    f"chat back end '{name}' is registered twice: by '{existing.plugin}' ({existing.distribution}) "
+                    f"and by '{info.name}' ({info.distribution})"
+                )
+        for slot, name, cls in pending:
+            if slot == "chat_backend":
+                self.chat_backends[name] = ComponentEntry(name, slot, cls, info.name, info.distribution)
+            else:
+                self._add_component(slot, name, cls, info)
+            info.components.setdefault(slot, []).append(name)
+        for names in info.components.values():
+            names.sort()
 
-            def register(name: str, cls: type, _slot: str = slot, _found: list[str] = found) -> None:
-                self._add_component(_slot, name, cls, info)
-                _found.append(name)
-
-            # Call only this plugin's implementation: the others were collected when they loaded.
-            impl(register=register)
-            if found:
-                info.components[slot] = sorted(found)
-        impl = getattr(plugin, "plinth_register_chat_backends", None)
-        if impl is not None:
-            names: list[str] = []
-
-            def register_backend(name: str, cls: type, _names: list[str] = names) -> None:
-                self._add_backend(name, cls, info)
-                _names.append(name)
-
-            impl(register=register_backend)
-            if names:
-                info.components["chat_backend"] = sorted(names)
-
-    def _add_component(self, slot: str, name: str, cls: type | str, info: PluginInfo) -> None:
+    def _checked(self, slot: str, name: str, cls: type | str, info: PluginInfo) -> type | str:
         if isinstance(cls, str):
             if ":" not in cls:
                 raise PluginError(
@@ -207,6 +273,9 @@ class PluginManager:
                 )
         else:
             _check_class(slot, name, cls, info.name, info.distribution)
+        return cls
+
+    def _add_component(self, slot: str, name: str, cls: type | str, info: PluginInfo) -> None:
         existing = self.components[slot].get(name)
         if existing is not None:
             message = (
@@ -220,17 +289,6 @@ class PluginManager:
             warnings.warn(f"plinth: {message}", stacklevel=2)
             return
         self.components[slot][name] = ComponentEntry(name, slot, cls, info.name, info.distribution)
-
-    def _add_backend(self, name: str, cls: type | str, info: PluginInfo) -> None:
-        if not isinstance(cls, str):
-            _check_class("chat_backend", name, cls, info.name, info.distribution)
-        existing = self.chat_backends.get(name)
-        if existing is not None:
-            raise PluginError(
-                f"chat back end '{name}' is registered twice: by '{existing.plugin}' ({existing.distribution}) "
-                f"and by '{info.name}' ({info.distribution})"
-            )
-        self.chat_backends[name] = ComponentEntry(name, "chat_backend", cls, info.name, info.distribution)
 
     # -- lookup -----------------------------------------------------------------------------------------
     def get(self, slot: str, name: str) -> "type[Component]":
