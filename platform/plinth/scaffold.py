@@ -1,6 +1,9 @@
 """`plinth new-plugin NAME`: a working plugin distribution with a passing test, ready to grow.
 
 The files are small string templates rather than a cookiecutter dependency: five files do not justify one.
+A name that would collide with what is installed is refused before anything is written: a distribution
+`plinth-NAME` (installing the scaffold would replace it, e.g. the shipped plinth-sft), an entry point NAME (pluggy
+would refuse the second), or a component NAME in the slot (both would become unusable).
 """
 
 from __future__ import annotations
@@ -45,9 +48,8 @@ from plinth import hookimpl
 
 @hookimpl
 def $hook(register):
-    from .component import $cls  # imported lazily: `plinth --help` stays fast
-
-    register("$name", $cls)
+    # a lazy "module:Class" reference: plinth imports it only when a pipeline uses it, so `plinth --help` stays fast
+    register("$name", "$package.component:$cls")
 ''')
 
 COMPONENT = Template('''"""The $slot '$name'. Replace the body of `$method` with the real work."""
@@ -104,6 +106,9 @@ def new_plugin(name: str, slot: str = "trainer", parent: Path = Path(".")) -> Pa
     root = Path(parent) / f"plinth-{name}"
     if root.exists():
         raise PlinthError(f"{root} already exists; choose another name or --dir")
+    clash = _clash(name, slot)
+    if clash:
+        raise PlinthError(f"plugin name '{name}': {clash}; choose another name")
     package = "plinth_" + name.replace("-", "_")
     cls = "".join(part.capitalize() for part in name.split("-")) + BASES[slot]
     values = dict(
@@ -122,3 +127,27 @@ def new_plugin(name: str, slot: str = "trainer", parent: Path = Path(".")) -> Pa
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(template.substitute(values), encoding="utf-8")
     return root
+
+
+def _clash(name: str, slot: str) -> str | None:
+    """What an installed plugin already holds under this name, or None."""
+    from importlib import metadata
+
+    from .plugins import GROUP, load_plugins
+
+    dist_name = f"plinth-{name}"
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        dist = None
+    if dist is not None:
+        return (f"the distribution {dist_name} {dist.version} is installed, and installing the new one would "
+                "replace it")
+    for ep in metadata.entry_points(group=GROUP):
+        if ep.name == name:
+            owner = ep.dist.name if ep.dist is not None else "?"
+            return f"the entry point '{name}' in group '{GROUP}' belongs to {owner}"
+    entry = load_plugins(strict=False).components.get(slot, {}).get(name)
+    if entry is not None:
+        return f"{slot} '{name}' is already registered by {entry.distribution}"
+    return None
