@@ -1,6 +1,7 @@
 """What a component sees while it runs: its inputs, where to write, the strategy, and how to report.
 
-`output_dir` is emptied before each attempt and only counts once the stage is marked complete;
+`output_dir` is a fresh folder for each attempt and only counts once the stage is marked complete (the last
+complete attempt's outputs wait in out.previous/ until then, and come back if the attempt fails);
 `work_dir` survives attempts of the same config (checkpoints), which is how a killed trainer resumes mid-stage;
 `cache_dir` survives config changes too: only for content-addressed caches (e.g. teacher calls keyed by prompt).
 """

@@ -6,7 +6,8 @@ so specs can grow without breaking plugins.
 
 Slot hooks hand the plugin a `register(name, component)` callback; `component` is the class, or better a lazy
 reference "package.module:ClassName" that plinth imports only when a pipeline uses it (so `plinth --help` and
-`plinth plugins` never pay for a plugin's imports). Event hooks observe runs.
+`plinth plugins` never pay for a plugin's imports). Event hooks observe runs: a plugin's implementation that
+raises is reported (once per hook) and ignored, so a broken logger or dashboard never stops a run.
 """
 
 from __future__ import annotations
