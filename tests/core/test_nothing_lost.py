@@ -31,6 +31,14 @@ steps = 3
 inputs = { dataset = { path = "data.jsonl", kind = "dataset" } }
 """
 
+@pytest.fixture(autouse=True)
+def fresh_progress_display(monkeypatch):
+    """An in-process Run(echo=False) switches the process-wide progress display off; give later tests it back."""
+    from plinth import builtins
+
+    monkeypatch.setattr(builtins, "_display", builtins._ProgressDisplay())
+
+
 
 @pytest.fixture
 def pm(use_fixture_plugins):

@@ -27,6 +27,14 @@ steps = 3
 inputs = { dataset = "data.dataset" }
 """
 
+@pytest.fixture(autouse=True)
+def fresh_progress_display(monkeypatch):
+    """An in-process Run(echo=False) switches the process-wide progress display off; give later tests it back."""
+    from plinth import builtins
+
+    monkeypatch.setattr(builtins, "_display", builtins._ProgressDisplay())
+
+
 
 def test_raising_event_hooks_do_not_stop_a_run(tmp_path, use_fixture_plugins):
     with pytest.warns(UserWarning, match="fixture-rude.*unknown hook 'plinth_stage_finishd'"):
