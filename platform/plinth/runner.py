@@ -265,7 +265,16 @@ def launch_workers(launch_path: Path, node_rank: int) -> int:
     ]
     log_name = "workers.log" if node_rank == spec["node_rank"] else f"workers-node{node_rank}.log"
     with open(launch_path.parent / log_name, "a", encoding="utf-8") as log:
-        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_worker_env()).returncode
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_worker_env())
+        try:
+            return proc.wait()
+        except BaseException:  # Ctrl-C or SIGTERM: let torchrun stop its workers (SIGKILL would orphan them)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
 
 
 def join(run_dir: Path, stage_id: str, node_rank: int, timeout: float = 3600.0) -> int:

@@ -197,3 +197,37 @@ def test_join_refuses_a_stale_launch_of_an_earlier_attempt(tmp_path, monkeypatch
     monkeypatch.setattr(runner, "launch_workers", lambda path, node_rank: pytest.fail("joined a stale launch"))
     with pytest.raises(PlinthError, match="earlier attempt"):
         runner.join(tmp_path, "ar", node_rank=1, timeout=1)
+
+
+def test_sigterm_during_a_multi_process_stage_stops_its_workers(tmp_path, use_fixture_plugins):
+    use_fixture_plugins("good")
+    write_data(tmp_path, [1])
+    (tmp_path / "p.toml").write_text(PIPE.replace(
+        "steps = 3", 'steps = 400\nsleep = 0.05\nstrategy = { name = "ddp", nproc_per_node = 2 }'))
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "plinth"), "run", "p.toml", "--run-dir", "run", "--quiet"],
+        cwd=tmp_path, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    while len(trace(tmp_path / "run")) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    pids = [t["pid"] for t in trace(tmp_path / "run")]
+    assert len(pids) == 2, proc.stderr.read() if proc.poll() is not None else "workers did not start"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 143, err
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.time() + 30
+    while any(alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p) for p in pids)  # no orphaned worker keeps training
+    log = (tmp_path / "run/stages/train/workers.log").read_text()
+    assert "SIGTERM" in log  # torchrun was asked to stop its workers, not killed under them
+    assert load_manifest(tmp_path / "run")["stages"]["train"]["status"] == "interrupted"
