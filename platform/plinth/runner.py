@@ -293,7 +293,8 @@ def join(run_dir: Path, stage_id: str, node_rank: int, timeout: float = 3600.0) 
                 f"{timeout:.0f}s{why}"
             )
         time.sleep(0.5)
-    return launch_workers(launch_path, node_rank)
+    with _sigterm_interrupts():
+        return launch_workers(launch_path, node_rank)
 
 
 def _stale_launch(run_dir: Path, stage_id: str, launch: dict | None) -> str | None:
