@@ -13,12 +13,12 @@ from plinth_ties.threshold import MagnitudeSelector, bin_of, estimate_window
 
 # -- independent dense references ----------------------------------------------------------------------------
 def ref_trim(tv: list[float], density: float) -> list[float]:
-    """Keep the top ⌊density·n⌋ entries by magnitude (ties at the cut kept), zero the rest."""
+    """Keep exactly the top ⌊density·n⌋ entries by magnitude (of equal magnitudes the earlier), zero the rest."""
     if density >= 1.0:
         return list(tv)
     k = max(1, math.floor(density * len(tv) + 1e-9))
-    cut = sorted((abs(v) for v in tv), reverse=True)[k - 1]
-    return [v if abs(v) >= cut else 0.0 for v in tv]
+    keep = set(sorted(range(len(tv)), key=lambda j: (-abs(tv[j]), j))[:k])
+    return [v if j in keep else 0.0 for j, v in enumerate(tv)]
 
 
 def sgn(v: float) -> int:
@@ -85,7 +85,40 @@ def test_trim_by_hand():
     x = torch.tensor([0.1, -0.5, 0.3, -0.2, 0.05])
     t = methods.magnitude_threshold(x, 0.4)  # k = 2: keep -0.5 and 0.3
     assert t == pytest.approx(0.3)
-    assert methods.trim_(x, t).tolist() == pytest.approx([0.0, -0.5, 0.3, 0.0, 0.0])
+    methods.trim_(x, t)
+    assert x.tolist() == pytest.approx([0.0, -0.5, 0.3, 0.0, 0.0])
+
+
+def test_trim_keeps_exactly_k_when_magnitudes_tie_by_hand():
+    # k = 3 of 6; the 3rd largest magnitude 0.5 is shared by four entries: the first two of them are kept
+    x = torch.tensor([0.5, -2.0, -0.5, 0.5, 0.1, 0.5])
+    assert methods.trim_to_density_(x, 0.5) == 0.5
+    assert x.tolist() == [0.5, -2.0, -0.5, 0.0, 0.0, 0.0]
+    # a global budget spread over a stream of tensors: 1 tie left for both parts together
+    a, b = torch.tensor([0.5, 1.0]), torch.tensor([-0.5, 0.5, 2.0])
+    kept = methods.trim_(a, 0.5, 1)
+    assert (kept, a.tolist()) == (1, [0.5, 1.0])
+    assert methods.trim_(b, 0.5, 1 - kept) == 0 and b.tolist() == [0.0, 0.0, 2.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("density", [0.2, 0.5, 0.05])
+def test_trim_keeps_exactly_k_in_low_precision(dtype, density, monkeypatch):
+    """bf16/fp16 task vectors have few distinct magnitudes: exactly k must survive all the same (and the kept
+    entries are the reference's: the largest, of equal ones the first), also across tie-scan chunks."""
+    monkeypatch.setattr(methods, "TIE_CHUNK", 97)
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(4000, generator=g).to(dtype)
+    ft = (base.float() + 0.01 * torch.randn(4000, generator=g)).to(dtype)
+    tv = ft.float() - base.float()  # what the engine trims: the float32 difference of two low-precision models
+    n, k = tv.numel(), methods.keep_count(tv.numel(), density)
+    distinct = tv.abs().unique().numel()
+    if dtype != torch.float32:
+        assert distinct < n / 4  # the premise: many ties
+    x = tv.clone()
+    methods.trim_to_density_(x, density)
+    assert int((x != 0).sum()) == k
+    assert x.tolist() == ref_trim(tv.tolist(), density)
 
 
 @pytest.mark.parametrize("n,density,k", [(10, 0.2, 2), (10, 1.0, 10), (3, 0.1, 1), (100, 0.29, 29), (7, 0.5, 3)])
@@ -182,6 +215,20 @@ def test_selector_equals_kthvalue_of_concatenation(seed):
         assert second == (not win[0] <= bin_of(want) <= win[1])
         # a window that misses falls back to the second pass and is still exact
         assert stream_select(parts, k, (0, 0) if want > 1e-30 else (20000, 20001)) == (want, True), k
+
+
+@pytest.mark.parametrize("k", [1, 40, 60, 99, 150, 160])
+def test_selector_counts_the_ties_inside_the_top_k(k):
+    parts = [torch.tensor([3.0] * 50), torch.tensor([1.0] * 30 + [2.0] * 20), torch.tensor([1.0] * 40 + [0.5] * 20)]
+    sel = MagnitudeSelector(k)
+    for p in parts:
+        sel.add(p.clone())
+    sel.next_pass()
+    for p in parts:
+        sel.add(p.clone())
+    flat = sorted(torch.cat(parts).tolist(), reverse=True)
+    t = flat[k - 1]
+    assert (sel.value(), sel.ties()) == (t, k - sum(v > t for v in flat))
 
 
 def test_window_estimate_is_usually_one_pass():

@@ -239,6 +239,7 @@ class _Streamer:
         self.m, self.refs, self.cks, self.ref = method, refs, cks, ref
         self.lambda_, self.normalize, self.seed = lambda_, normalize, seed
         self.thresholds: list[float] | None = None  # global trim: one per model
+        self.tie_budget: list[int] = []  # global trim: entries equal to the threshold still to keep, per model
         self.global_passes = 0  # global trim: full passes over the models it took (1, or 2 if a prediction missed)
 
     def task_vectors(self, plan: TensorPlan, ranges: list[tuple[int, int]] | None = None) -> list[Any]:
@@ -273,8 +274,8 @@ class _Streamer:
             xs = self.task_vectors(plan)
             for i, (r, x) in enumerate(zip(self.refs, xs)):
                 if self.m.sparsify == "magnitude" and r.density < 1.0:
-                    if self.thresholds is not None:
-                        methods.trim_(x, self.thresholds[i])
+                    if self.thresholds is not None:  # tensors come in plan order: ties kept first-come
+                        self.tie_budget[i] -= methods.trim_(x, self.thresholds[i], self.tie_budget[i])
                     else:
                         methods.trim_to_density_(x, r.density)
                 elif self.m.sparsify == "random":
@@ -314,8 +315,9 @@ def _sample_ranges(m: int) -> list[tuple[int, int]]:
 
 
 def _global_thresholds(streamer: _Streamer, plans: Sequence[TensorPlan], refs: Sequence[ModelRef],
-                       progress: ProgressFn | None) -> list[float]:
-    """Each model's exact k-th largest |τ| over every merged tensor (k = ⌊density·n⌋).
+                       progress: ProgressFn | None) -> tuple[list[float], list[int]]:
+    """Each model's exact k-th largest |τ| over every merged tensor (k = ⌊density·n⌋), and how many entries equal
+    to it the top k holds (kept first in plan order, so exactly k survive).
 
     A sample of every tensor (a few KB each) predicts which magnitude bins hold the answer; one streaming pass
     then counts all entries and keeps those in the predicted bins. If a prediction missed, a second pass counts
@@ -325,7 +327,7 @@ def _global_thresholds(streamer: _Streamer, plans: Sequence[TensorPlan], refs: S
     merged = [p for p in plans if p.action == "merge"]
     n = sum(_region(p) for p in merged)
     if n == 0 or all(r.density >= 1.0 for r in refs):
-        return [0.0 for _ in refs]
+        return [0.0 for _ in refs], [0 for _ in refs]
     ks = [methods.keep_count(n, r.density) for r in refs]
     samples: list[list[tuple[Any, float]]] = [[] for _ in refs]
     for j, p in enumerate(merged):
@@ -356,7 +358,8 @@ def _global_thresholds(streamer: _Streamer, plans: Sequence[TensorPlan], refs: S
             for sel in active:
                 sel.next_pass()
         streamer.global_passes = pass_
-    return [sel.value() if sel is not None else 0.0 for sel in selectors]
+    return ([sel.value() if sel is not None else 0.0 for sel in selectors],
+            [sel.ties() if sel is not None else 0 for sel in selectors])
 
 
 def _copy_files(src: Path, dest: Path, dtype: str) -> None:
@@ -461,7 +464,7 @@ def merge(
 
         streamer = _Streamer(m, refs, cks, ref, lambda_, normalize, seed)
         if m.sparsify == "magnitude" and trim == "global":
-            streamer.thresholds = _global_thresholds(streamer, plans, refs, progress)
+            streamer.thresholds, streamer.tie_budget = _global_thresholds(streamer, plans, refs, progress)
 
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"

@@ -3,7 +3,8 @@
 Tests check that the streaming engine writes exactly these tensors; the benchmark measures the engine's time and
 peak memory against it. It handles the common case only (same tensor names and shapes in every model; tied heads
 read from the embeddings) and does none of the engine's input checks. Global trim here concatenates every task
-vector and calls `kthvalue`, the obvious in-memory way the streaming selector must reproduce bit for bit.
+vector (in the order the engine streams them: the reference model's storage order) and trims the concatenation
+to its top k, the obvious in-memory way the streaming selector must reproduce bit for bit.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ def load_state(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return cfg, state
 
 
+def storage_order(path: Path) -> list[str]:
+    """Tensor names in file order, then byte offset: the order the engine plans (and trims) them in."""
+    order = []
+    for f in sorted(path.glob("*.safetensors"), key=str):
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        header.pop("__metadata__", None)
+        order += sorted(header, key=lambda name: header[name]["data_offsets"][0])
+    return order
+
+
 def merge_in_memory(
     method: str,
     models: Sequence[ModelRef],
@@ -59,12 +71,15 @@ def merge_in_memory(
     tvs: list[dict[str, Any]] = []
     for st in states:
         tvs.append({n: (st[n].float() - ref_state[n].float()) if m.uses_base else st[n].float() for n in floats})
-    thresholds = None
     if m.sparsify == "magnitude" and trim == "global":
-        thresholds = []
+        stored = storage_order(ref_path)
+        order = sorted(floats, key=stored.index)
         for r, tv in zip(models, tvs):
-            flat = torch.cat([tv[n].abs().reshape(-1) for n in floats])
-            thresholds.append(methods.magnitude_threshold(flat, r.density) if r.density < 1.0 else 0.0)
+            if r.density < 1.0:
+                flat = torch.cat([tv[n].reshape(-1) for n in order])
+                methods.trim_to_density_(flat, r.density)
+                for part, n in zip(torch.split(flat, [tv[n].numel() for n in order]), order):
+                    tv[n] = part.reshape(tv[n].shape).clone()
 
     result: dict[str, Any] = {}
     for n in names:
@@ -74,11 +89,8 @@ def merge_in_memory(
             continue
         xs = [tv[n].clone() for tv in tvs]
         for i, (r, x) in enumerate(zip(models, xs)):
-            if m.sparsify == "magnitude" and r.density < 1.0:
-                if thresholds is not None:
-                    methods.trim_(x, thresholds[i])
-                else:
-                    methods.trim_to_density_(x, r.density)
+            if m.sparsify == "magnitude" and r.density < 1.0 and trim != "global":
+                methods.trim_to_density_(x, r.density)
             elif m.sparsify == "random":
                 methods.dare_(x, r.density, methods.dare_seed(seed, i, n))
         mixed = methods.combine(xs, [r.weight for r in models], m.sign_consensus, normalize)

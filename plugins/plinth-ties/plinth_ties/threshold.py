@@ -10,6 +10,9 @@ The refinement needs the entries of one bin that is only known after pass 1. To 
 model, pass 1 also keeps the entries whose bin lies in a *window* predicted from a small sample of every tensor
 (`estimate_window`); if the k-th entry's bin falls inside it (the usual case) the answer comes from those
 candidates, otherwise a second pass over the tensors counts that bin — the answer is exact either way.
+
+The same counts give how many entries *equal* to the threshold belong to the top k (`ties()`): the trim keeps
+those first in stream order and zeroes the rest, so exactly k entries survive however many magnitudes tie.
 """
 
 from __future__ import annotations
@@ -112,10 +115,18 @@ class MagnitudeSelector:
         self.candidates = []
 
     def value(self) -> float:
+        """The k-th largest magnitude."""
+        return self._select()[0]
+
+    def ties(self) -> int:
+        """How many entries equal to `value()` are among the top k (the k-th itself included)."""
+        return self._select()[1]
+
+    def _select(self) -> tuple[float, int]:
         import torch
 
         if self.pass_ != 2:
             raise RuntimeError("call next_pass() (and stream the tensors again if needs_second_pass) first")
-        low, _ = self._from_top(self.lo, self.rank_in_bin)
+        low, rank = self._from_top(self.lo, self.rank_in_bin)
         bits = (self.bin << 16) | low
-        return float(torch.tensor([bits], dtype=torch.int32).view(torch.float32))
+        return float(torch.tensor([bits], dtype=torch.int32).view(torch.float32)), rank
