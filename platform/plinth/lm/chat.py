@@ -6,6 +6,8 @@ teacher generator share back ends this way without importing each other.
 
 `CachedChat` wraps any back end with a disk cache keyed by (back end identity, messages, sampling parameters):
 a killed generation resumes without paying for finished calls again, and a re-run with the same config is free.
+The identity must name everything that decides the answers besides messages and sampling: for a local model its
+content (a retrained model is written to the same path), chat template, system prompt and dtype — not its path.
 A back end that fails part-way raises `ChatError` carrying the answers it did get (`partial`), which the cache
 keeps before passing the error on.
 """
@@ -59,7 +61,8 @@ class ChatBackend:
 
     @property
     def identity(self) -> str:
-        """A stable string naming back end and model, part of every cache key."""
+        """A stable string naming back end and model, part of every cache key. Back ends override it with what
+        decides their answers (the hf back end: a hash of the model's files, template, system prompt, dtype)."""
         return f"{type(self).__name__}:{getattr(self.config, 'model', '')}"
 
     def chat(

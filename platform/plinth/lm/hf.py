@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -334,6 +335,45 @@ def save_model_folder(model: Any, tokenizer: Any, path: str | os.PathLike[str], 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+# -- content fingerprints ------------------------------------------------------------------------------------
+#: files of a model folder that decide what the model answers: weights, configs, tokenizer, chat template
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".json", ".txt", ".model", ".jinja",
+                       ".tiktoken")
+#: run records a stage may write beside the weights; they change on every run and say nothing about the model
+NOT_MODEL_FILES = ("metrics.json", "merge.json", "trainer_state.json", "training_args.bin")
+_FILE_SHA: dict[tuple[str, int, int, int], str] = {}
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, streamed; remembered per (path, size, mtime, inode) so a folder is read once per
+    process however often it is asked for (a rewrite — even at the same path and size — changes mtime/inode)."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    digest = _FILE_SHA.get(key)
+    if digest is None:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+        digest = _FILE_SHA[key] = h.hexdigest()
+    return digest
+
+
+def model_fingerprint(path: str | os.PathLike[str]) -> str:
+    """sha256 over a model folder's weight, config and tokenizer files (names and content hashes): what a cache of
+    the model's answers must be keyed on, since a retrained model is written to the same path."""
+    folder = Path(path)
+    files = sorted(
+        f for f in folder.iterdir()
+        if f.is_file() and not f.name.startswith(".") and f.suffix in MODEL_FILE_SUFFIXES
+        and f.name not in NOT_MODEL_FILES
+    )
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}\0{file_sha256(f)}\n".encode())
+    return h.hexdigest()
 
 
 def model_label(artifact: Any, default: str = "model") -> str:

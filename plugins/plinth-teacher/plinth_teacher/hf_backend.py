@@ -2,10 +2,16 @@
 
 Used for the teacher when it runs in-process and for the *student* whose own answers become KTO data.
 Loads through `plinth.lm.hf` (aliases such as "smollm2-135m-instruct", offline GGUF conversion).
+
+Its cache identity is the model's *content*, not its path: a hash of the folder's weight/config/tokenizer files,
+the chat template actually applied, the system prompt and the resolved dtype. A retrained `sft.model` lands at the
+same path, and must not be answered from the old model's cached samples.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import Field
@@ -43,10 +49,26 @@ class HFChat(ChatBackend):
         super().__init__(config)
         self._model = None
         self._tok = None
+        self._identity: str | None = None
 
     @property
     def identity(self) -> str:
-        return f"hf:{self.config.model}"
+        """`hf:<model>:<sha256 of model content, chat template, system prompt, dtype>` (computed once)."""
+        if self._identity is None:
+            from plinth.lm.hf import choose_precision, load_tokenizer, model_fingerprint, resolve_model
+
+            c = self.config
+            try:
+                path = resolve_model(c.model)
+                template = load_tokenizer(path, c.chat_template).chat_template
+                weights = model_fingerprint(path)
+            except Exception as exc:  # noqa: BLE001 - reported like a loading failure, model named
+                raise ChatError(f"hf back end: cannot read model {c.model!r}: {type(exc).__name__}: {exc}",
+                                backend=f"hf ({c.model})") from exc
+            blob = json.dumps({"weights": weights, "chat_template": template, "system_prompt": c.system_prompt,
+                               "dtype": choose_precision(c.dtype)}, sort_keys=True, ensure_ascii=False)
+            self._identity = f"hf:{c.model}:{hashlib.sha256(blob.encode()).hexdigest()}"
+        return self._identity
 
     def _load(self) -> None:
         if self._model is None:
@@ -117,3 +139,4 @@ class HFChat(ChatBackend):
     def close(self) -> None:
         self._model = None
         self._tok = None
+        self._identity = None
