@@ -164,13 +164,30 @@ def test_sft_resumes_from_last_checkpoint_at_the_right_step(tmp_path, tiny_model
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
+def test_train_loss_after_a_resume_is_the_mean_over_the_whole_run(tmp_path, tiny_model):
+    """Killed at step 7 (checkpoints at 3 and 6, logs every 4: the checkpoint falls mid-interval), resumed: the
+    reported train_loss is the mean of all 10 steps, as in the uninterrupted run — not of steps 7..10."""
+    cfg = {**FAST, "max_steps": 10, "save_steps": 3, "logging_steps": 4}
+    straight = context(tmp_path / "a", tiny_model, sum_rows())
+    want = json.loads(SFTTrainer(cfg).train(straight)["metrics"].path.read_text())["train_loss"]
+
+    ctx = context(tmp_path / "b", tiny_model, sum_rows())
+    with pytest.raises(Crash):
+        CrashingSFT(cfg).train(ctx)
+    got = json.loads(SFTTrainer(cfg).train(ctx)["metrics"].path.read_text())
+    assert any(m.get("resumed_from_step") == 6 for m in metrics(ctx.run_dir))
+    assert got["train_loss"] == pytest.approx(want, rel=1e-4)
+
+
 def test_finished_checkpoint_is_saved_without_extra_steps(tmp_path, tiny_model):
     cfg = {**FAST, "max_steps": 4, "save_steps": 2}
     ctx = context(tmp_path, tiny_model, sum_rows())
-    SFTTrainer(cfg).train(ctx)
+    first = json.loads(SFTTrainer(cfg).train(ctx)["metrics"].path.read_text())
     (ctx.output_dir / "model").rename(tmp_path / "first")  # as if the attempt died while saving
     out = SFTTrainer(cfg).train(ctx)
-    assert json.loads(out["metrics"].path.read_text())["global_step"] == 4
+    again = json.loads(out["metrics"].path.read_text())
+    assert again["global_step"] == 4
+    assert again["train_loss"] == pytest.approx(first["train_loss"], rel=1e-6)  # from the checkpoint's loss sum
     assert (tmp_path / "first" / "model.safetensors").read_bytes() == (out["model"].path / "model.safetensors").read_bytes()
 
 

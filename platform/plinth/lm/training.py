@@ -600,26 +600,90 @@ def stamp_checkpoints(config: TrainingConfig, ctx: "StageContext") -> None:
     stamp.write_text(fingerprint + "\n")
 
 
+LOSS_SUM_FILE = "plinth-loss.json"
+
+
+def _read_loss_sum(checkpoint: str | Path) -> tuple[int, float] | None:
+    """(global_step, summed training loss of steps 1..global_step) recorded beside a checkpoint, if any."""
+    try:
+        data = json.loads((Path(checkpoint) / LOSS_SUM_FILE).read_text(encoding="utf-8"))
+        return int(data["global_step"]), float(data["loss_sum"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _record_loss_sums(trainer: Any, before: tuple[int, float]) -> None:
+    """Write, beside every checkpoint this attempt saves, the summed loss of all steps so far (`before` — the
+    resumed checkpoint's sum — plus this attempt's), so a later resume can report the mean over the whole run.
+
+    transformers' own `train_loss` averages only the steps of the current `train()` call, and its running sum is
+    not saved with checkpoints."""
+    if not hasattr(trainer, "_save_checkpoint"):
+        return  # another transformers: a resume then warns that train_loss covers the resumed steps only
+    from transformers.trainer_pt_utils import nested_gather
+
+    save = trainer._save_checkpoint
+
+    def save_with_loss_sum(model: Any, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        out = save(model, trial, *args, **kwargs)
+        if not hasattr(trainer, "_total_loss_scalar") or not hasattr(trainer, "_tr_loss"):
+            return out  # set by transformers' training loop; absent in another version: no record
+        pending = nested_gather(trainer._tr_loss, trainer.args.parallel_mode).mean().item()  # collective
+        total = before[1] + trainer._total_loss_scalar + pending
+        if trainer.args.should_save:
+            folder = Path(trainer._get_output_dir(trial=trial)) / f"checkpoint-{trainer.state.global_step}"
+            write_json(folder / LOSS_SUM_FILE, {"global_step": trainer.state.global_step, "loss_sum": total})
+        return out
+
+    trainer._save_checkpoint = save_with_loss_sum
+    trainer._plinth_loss_before = before
+
+
+def whole_run_train_loss(trainer: Any, metrics: dict[str, Any]) -> None:
+    """Replace the attempt-only `train_loss` in `metrics` by the mean over every step of the run, counting the
+    steps trained before a resume (from the checkpoint's recorded loss sum)."""
+    before = getattr(trainer, "_plinth_loss_before", None)
+    step = trainer.state.global_step
+    if before is None or before[0] == 0 or step <= 0:
+        return  # a run that did not resume: transformers' mean already covers every step
+    steps_now = step - before[0]
+    if steps_now > 0 and "train_loss" not in metrics:
+        return
+    now_sum = metrics["train_loss"] * steps_now if steps_now > 0 else 0.0
+    metrics["train_loss"] = (before[1] + now_sum) / step
+
+
 def train_with_resume(trainer: Any, config: TrainingConfig, ctx: "StageContext") -> str | None:
     """Run `trainer.train()`, continuing from the last checkpoint of an interrupted attempt when there is one.
 
     Returns the checkpoint folder when that checkpoint had already finished training (the attempt died while
     saving): training is then skipped — transformers would otherwise run one extra step — and
-    `save_trained_model(..., finished_checkpoint=...)` saves from it."""
+    `save_trained_model(..., finished_checkpoint=...)` saves from it. Every checkpoint records the loss summed so
+    far (`plinth-loss.json`), so `train_loss` in the metrics is the mean over the whole run after a resume too."""
     from transformers.trainer_callback import PrinterCallback, TrainerState
 
     trainer.remove_callback(PrinterCallback)  # plinth's callback reports logs; no duplicate dict prints
     ckpt = resume_checkpoint(config, ctx)
     if ckpt is None:
         stamp_checkpoints(config, ctx)
+        _record_loss_sums(trainer, (0, 0.0))
         trainer.train()
         return None
     state = TrainerState.load_from_json(str(Path(ckpt) / "trainer_state.json"))
+    before = _read_loss_sum(ckpt)
+    if before is None or before[0] != state.global_step:
+        log.warning("stage '%s': %s records no loss sum (older plinth); train_loss will average the resumed "
+                    "steps only", ctx.stage, ckpt)
+        before = None
     if state.max_steps > 0 and state.global_step >= state.max_steps:
         log.warning("stage '%s': %s holds finished training; saving it without training again", ctx.stage, ckpt)
         trainer.state = state
+        if before is not None:
+            trainer._plinth_loss_before = before
         return ckpt
     log.warning("stage '%s': resuming from %s (step %d of %d)", ctx.stage, ckpt, state.global_step, state.max_steps)
+    if before is not None:
+        _record_loss_sums(trainer, before)
     trainer.train(resume_from_checkpoint=ckpt)
     return None
 
@@ -707,6 +771,7 @@ def final_metrics(trainer: Any) -> dict[str, Any]:
         if "loss" in entry and "first_loss" not in out:
             out["first_loss"] = entry["loss"]
         out.update({k: v for k, v in entry.items() if isinstance(v, (int, float))})
+    whole_run_train_loss(trainer, out)
     out["global_step"] = trainer.state.global_step
     out["world_size"] = trainer.args.world_size
     out["precision"] = "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32"
