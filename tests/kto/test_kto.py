@@ -79,11 +79,33 @@ def test_auto_weights_follow_the_papers_rule():
     assert d * 10 / (u * 100) == pytest.approx(1.0) and u == 2.0
 
 
+def test_auto_weights_explanation_states_both_weights_and_the_rule():
+    d, u, why = auto_weights(10, 100, undesirable_weight=2.0)
+    assert (d, u) == (20.0, 2.0)
+    assert "λ_D = desirable_weight = 20," in why and "λ_U = undesirable_weight = 2;" in why
+    assert "λ_D·n_D / (λ_U·n_U) = 20·10 / (2·100) = 1," in why and "[1, 4/3]" in why
+
+
+def test_auto_weights_count_the_rows_left_after_overlong_ones_are_dropped(tmp_path, tiny_model):
+    """24 desirable rows of which 12 are too long, 48 undesirable: with overlong = "drop" training sees 12 vs 48,
+    so λ_D = 4 (counting before the drop would give 24 vs 48 and λ_D = 2)."""
+    rows = kto_rows(n_good=24, n_bad=48)
+    for r in rows[:12]:
+        r["completion"] = "9" * 200  # > max_length=64 tokens with the character tokenizer
+    ctx = context(tmp_path, tiny_model, rows)
+    prep = KTOTrainer({**FAST, "max_steps": -1, "epochs": 1, "desirable_weight": "auto",
+                       "overlong": "drop"}).prepare(ctx)
+    assert prep["report"]["data/dropped"] == 12
+    assert (prep["report"]["data/desirable"], prep["report"]["data/undesirable"]) == (12, 48)
+    assert (prep["lam_d"], prep["lam_u"]) == (4.0, 1.0)
+    assert sum(r["label"] for r in prep["rows"]) == 12 and len(prep["rows"]) == 60
+
+
 def test_auto_weights_are_applied_and_reported(tmp_path, tiny_model, caplog):
     ctx = context(tmp_path, tiny_model, kto_rows(n_good=12, n_bad=48))
     with caplog.at_level("WARNING", logger="plinth.kto"):  # one epoch: every row is trained on and counted
         out = KTOTrainer({**FAST, "max_steps": -1, "epochs": 1, "desirable_weight": "auto"}).train(ctx)
-    assert "desirable_weight=4" in caplog.text
+    assert "λ_D = desirable_weight = 4," in caplog.text
     summary = json.loads(out["metrics"].path.read_text())
     assert summary["desirable_weight"] == 4.0 and summary["undesirable_weight"] == 1.0
     assert "balance rule" in summary["weights_reason"]

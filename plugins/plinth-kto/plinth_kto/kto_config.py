@@ -42,16 +42,19 @@ class KTOConfig(TrainingConfig):
 
 
 def auto_weights(n_desirable: int, n_undesirable: int, undesirable_weight: float = 1.0) -> tuple[float, float, str]:
-    """(desirable_weight, undesirable_weight, explanation) putting the weighted class ratio in [1, 4/3]."""
+    """(desirable_weight, undesirable_weight, explanation) putting the weighted class ratio in [1, 4/3]: λ_U is
+    kept, λ_D moves as little as possible. The explanation states both weights and the rule with its numbers."""
     ratio = n_desirable / n_undesirable
     target = min(max(ratio, LOW), HIGH)
-    lam_d = round(target / ratio, 6)
+    lam_u = undesirable_weight
+    lam_d = round(target / ratio * lam_u, 6)
     why = (
-        f"desirable {n_desirable} vs undesirable {n_undesirable} (ratio {ratio:.3g}); "
-        f"desirable_weight={lam_d:g}, undesirable_weight={undesirable_weight:g} -> weighted ratio {target:.3g} "
-        f"in [1, 4/3] (KTO paper's balance rule)"
+        f"{n_desirable} desirable, {n_undesirable} undesirable rows: λ_D = desirable_weight = {lam_d:g}, "
+        f"λ_U = undesirable_weight = {lam_u:g}; λ_D·n_D / (λ_U·n_U) = {lam_d:g}·{n_desirable} / "
+        f"({lam_u:g}·{n_undesirable}) = {weighted_ratio(n_desirable, n_undesirable, lam_d, lam_u):.4g}, "
+        "in [1, 4/3] (the KTO paper's balance rule)"
     )
-    return lam_d * undesirable_weight, undesirable_weight, why
+    return lam_d, lam_u, why
 
 
 def weighted_ratio(n_desirable: int, n_undesirable: int, lam_d: float, lam_u: float) -> float:

@@ -29,23 +29,6 @@ class KTOTrainer(Trainer):
         n_rows = len(rows)
         if cfg.shuffle:
             random.Random(cfg.seed).shuffle(rows)
-        # max_steps x batch rows are all training reads: KTO's per-row work (reference log-probs of each row and
-        # its KL pair) is done for those alone, and the class weights are counted on them
-        rows = rows[: T.rows_trained(cfg, ctx, len(rows))]
-        n_good, n_bad = T.check_kto_rows(rows, source)
-        if cfg.desirable_weight == "auto":
-            lam_d, lam_u, why = auto_weights(n_good, n_bad, cfg.undesirable_weight)
-            log.warning("stage '%s': %s", ctx.stage, why)
-        else:
-            lam_d, lam_u = float(cfg.desirable_weight), cfg.undesirable_weight
-            why = "set by the config"
-            r = weighted_ratio(n_good, n_bad, lam_d, lam_u)
-            if not LOW <= r <= HIGH:
-                log.warning(
-                    "stage '%s': weighted desirable/undesirable ratio %.3g is outside [1, 4/3] "
-                    "(%d desirable, %d undesirable); set desirable_weight = \"auto\" to balance",
-                    ctx.stage, r, n_good, n_bad,
-                )
         eval_rows = None
         if "eval_dataset" in ctx.inputs:
             eval_rows, eval_source = T.load_rows(ctx.input("eval_dataset", kind="dataset"))
@@ -61,13 +44,32 @@ class KTOTrainer(Trainer):
 
         tokenizer = load_tokenizer(model_path, cfg.chat_template)
         rows, report = T.apply_length_policy(rows, tokenizer, cfg, source)
+        # max_steps x batch rows are all training reads: KTO's per-row work (reference log-probs of each row and
+        # its KL pair) is done for those alone, and the class weights are counted on them — after overlong rows
+        # are dropped, so the weights balance the rows that are actually trained on
+        rows = rows[: T.rows_trained(cfg, ctx, len(rows))]
+        n_good, n_bad = T.check_kto_rows(rows, f"{source} ({len(rows)} rows trained on, overlong ones dropped)"
+                                         if report.get("data/dropped") else source)
+        if cfg.desirable_weight == "auto":
+            lam_d, lam_u, why = auto_weights(n_good, n_bad, cfg.undesirable_weight)
+            log.warning("stage '%s': %s", ctx.stage, why)
+        else:
+            lam_d, lam_u = float(cfg.desirable_weight), cfg.undesirable_weight
+            why = "set by the config"
+            r = weighted_ratio(n_good, n_bad, lam_d, lam_u)
+            if not LOW <= r <= HIGH:
+                log.warning(
+                    "stage '%s': weighted desirable/undesirable ratio λ_D·n_D / (λ_U·n_U) = %g·%d / (%g·%d) = %.3g "
+                    "is outside [1, 4/3]; set desirable_weight = \"auto\" to balance",
+                    ctx.stage, lam_d, n_good, lam_u, n_bad, r,
+                )
         if len(rows) < cfg.batch_size:
             raise ConfigError(
                 f"stage '{ctx.stage}': {len(rows)} usable rows in {source}, fewer than batch_size={cfg.batch_size}"
             )
         report.update({
-            "data/rows_in_file": n_rows, "data/desirable": n_good, "data/undesirable": n_bad,
-            "desirable_weight": lam_d, "undesirable_weight": lam_u,
+            "data/rows_in_file": n_rows, "data/examples": len(rows), "data/desirable": n_good,
+            "data/undesirable": n_bad, "desirable_weight": lam_d, "undesirable_weight": lam_u,
         })
         return dict(rows=rows, eval_rows=eval_rows, model_path=model_path, label=label, tokenizer=tokenizer,
                     report=report, weights_reason=why, lam_d=lam_d, lam_u=lam_u)
