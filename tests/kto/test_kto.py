@@ -164,6 +164,36 @@ def test_bad_kto_data_fails_before_training(tmp_path, tiny_model, rows, message)
     assert not any(ctx.output_dir.iterdir())
 
 
+class Crash(RuntimeError):
+    pass
+
+
+class CrashingKTO(KTOTrainer):
+    """Dies at step 7, after the checkpoint of step 6, like a killed process."""
+
+    def callbacks(self, ctx):
+        from transformers import TrainerCallback
+
+        class Die(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step == 7:
+                    raise Crash("killed at step 7")
+
+        return super().callbacks(ctx) + [Die()]
+
+
+def test_train_loss_after_a_resume_is_the_mean_over_the_whole_run(tmp_path, tiny_model):
+    cfg = {**FAST, "max_steps": 9, "save_steps": 3, "logging_steps": 4}
+    want = json.loads(KTOTrainer(cfg).train(context(tmp_path / "a", tiny_model, kto_rows()))["metrics"]
+                      .path.read_text())["train_loss"]
+    ctx = context(tmp_path / "b", tiny_model, kto_rows())
+    with pytest.raises(Crash):
+        CrashingKTO(cfg).train(ctx)
+    got = json.loads(KTOTrainer(cfg).train(ctx)["metrics"].path.read_text())
+    assert any(m.get("resumed_from_step") == 6 for m in metrics(ctx.run_dir))
+    assert got["train_loss"] == pytest.approx(want, rel=1e-4)
+
+
 def test_batch_of_one_is_rejected():
     with pytest.raises(ValidationError, match="batch_size"):
         KTOTrainer({"batch_size": 1})

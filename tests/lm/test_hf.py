@@ -173,3 +173,28 @@ def test_real_smollm2_converts_loads_and_generates(tmp_path, monkeypatch):
     answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
     assert "12" in answer and "7" in answer  # a weak but real instruct model: it restates the sum
     assert os.path.getsize(path / "model.safetensors") > 400e6
+
+
+def test_model_fingerprint_is_content_not_path_or_run_records(tmp_path, tiny, monkeypatch):
+    import hashlib
+    import shutil
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny, a)
+    shutil.copytree(tiny, b)
+    fp = hf.model_fingerprint(a)
+    assert hf.model_fingerprint(b) == fp  # same content elsewhere: same fingerprint
+    (a / "metrics.json").write_text('{"seconds": 1.5}')  # run records beside the weights do not count
+    assert hf.model_fingerprint(a) == fp
+    # rewrite the weights in place with the same size: a different model
+    w = a / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0xFF
+    w.write_bytes(bytes(data))
+    assert hf.model_fingerprint(a) != fp
+    # an unchanged file is not read again (remembered per path, size, mtime, inode)
+    reads = []
+    real = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda *x: reads.append(1) or real(*x))
+    hf.model_fingerprint(a)
+    assert len(reads) == 1  # only the folder digest itself

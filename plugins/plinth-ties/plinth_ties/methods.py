@@ -111,10 +111,11 @@ def trim_to_density_(delta: Any, density: float) -> float:
     mag = delta.abs()
     t = float(torch.kthvalue(mag.reshape(-1), n - k + 1).values)
     if t > 0.0:
-        above = int((mag > t).sum())
+        above, tied = int((mag > t).sum()), int((mag == t).sum())
         delta.masked_fill_(mag < t, 0.0)
         del mag
-        keep_first_ties_(delta, t, k - above)
+        if above + tied > k:  # more entries share the k-th magnitude than fit: keep the first ones
+            keep_first_ties_(delta, t, k - above)
     return t
 
 
