@@ -2,7 +2,7 @@
 
 | module | holds |
 | --- | --- |
-| `plinth.lm.hf` | model aliases (the offline SmolLM2 student), load/save Hugging Face folders, precision rules |
+| `plinth.lm.hf` | model aliases (the offline SmolLM2 student), load/save Hugging Face folders, precision rules, `model_fingerprint` (content hash for caches) |
 | `plinth.lm.training` | `TrainingConfig`, TrainingArguments builder, SFT/KTO row checks, resume, the shared fit-and-save tail |
 | `plinth.lm.chat` | `ChatBackend` interface, `CachedChat` disk cache, `make_backend` (teacher and judge share back ends) |
 | `plinth.lm.testing` | `tiny_tokenizer`, `tiny_causal_lm`: real tiny models for tests, built offline in milliseconds |
