@@ -1,11 +1,10 @@
-"""humaneval: the sandbox (time limit, no writes outside, no network) and pass@k on known completions."""
+"""humaneval: a pass means check() returned (in the core sandbox), and pass@k on known completions."""
 
 from __future__ import annotations
 
 import pytest
 
-from plinth_evals.humaneval import HumanEval, build_program, default_problems_file
-from plinth_evals.sandbox import run_program
+from plinth_evals.humaneval import HumanEval, build_program, default_problems_file, run_program
 from plinth_evals.tasks import read_rows
 
 from .conftest import context, model_art, read_metrics, read_samples, write_jsonl
@@ -24,16 +23,26 @@ def test_sandbox_kills_and_blocks(tmp_path):
     hang = run_program("while True:\n    pass\n", timeout=1.0)
     assert (hang.passed, hang.status) == (False, "timeout")
     write = run_program(f"open({str(outside)!r}, 'w').write('x')\n", timeout=5)
-    assert not write.passed and "outside the sandbox" in write.detail
-    low = run_program(f"import os\nfd = os.open({str(outside)!r}, os.O_WRONLY | os.O_CREAT)\n", timeout=5)
-    assert not low.passed
-    assert not outside.exists()
-    net = run_program("import socket\nsocket.create_connection(('127.0.0.1', 9))\n", timeout=5)
-    assert not net.passed and "socket" in net.detail
-    spawn = run_program(f"import os\nos.system('touch {outside}')\n", timeout=5)
-    assert not spawn.passed and not outside.exists()
+    assert not write.passed and not outside.exists()
     inside = run_program("open('scratch.txt', 'w').write('ok')\nassert open('scratch.txt').read() == 'ok'\n")
-    assert inside.passed
+    assert inside.passed and inside.sandbox in ("bwrap", "rlimits")
+
+
+EXITS = ["import sys\nsys.exit(0)\n", "import os\nos._exit(0)\n", "raise SystemExit\n",
+         "print('all tests passed')\nimport sys\nsys.exit(0)\n",
+         "import __main__\nfor _k in list(vars(__main__)):\n    setattr(__main__, _k, None)\nimport os\nos._exit(0)\n"]
+
+
+def test_exiting_before_check_counts_as_failed(tmp_path, answer42):
+    """The model's answer is wrong (42, the tests want 7); a program that leaves before check() must not pass."""
+    problems = [{"task_id": f"exit/{i}", "prompt": f"{code}def seven():\n    return ", "entry_point": "seven",
+                 "test": "def check(f):\n    assert f() == 7\n"} for i, code in enumerate(EXITS)]
+    out = HumanEval({"problems_file": str(write_jsonl(tmp_path / "exits.jsonl", problems)), "max_new_tokens": 4,
+                     "timeout": 5.0}).evaluate(context(tmp_path, [model_art(answer42, label="m")]))
+    m = read_metrics(out)["models"]["m"]["metrics"]["exits/pass@1"]
+    rows = read_samples(out, "m")
+    assert [r["passed"] for r in rows] == [False] * len(problems), rows
+    assert m["value"] == 0 and m["n"] == len(problems) and m["sandbox"] in ("bwrap", "rlimits")
 
 
 PROBLEMS = [

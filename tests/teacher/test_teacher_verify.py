@@ -31,3 +31,19 @@ def test_humaneval_runs_tests_in_subprocess():
     body_only = "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
     assert verify(item, body_only) is True
     assert verify(item, "```python\nwhile True: pass\n```", timeout=1) is False
+
+
+WRONG = "```python\ndef has_close_elements(numbers, threshold):\n    return False\n```"
+
+
+def test_humaneval_verifier_needs_check_to_return(tmp_path):
+    """Teacher and student code runs in the core sandbox: leaving before check() or escaping it is a fail."""
+    item = humaneval_items(1)[0]
+    for exit_code in ("import sys\nsys.exit(0)", "import os\nos._exit(0)", "raise SystemExit"):
+        assert verify(item, WRONG.replace("```python\n", f"```python\n{exit_code}\n")) is False, exit_code
+        assert verify(item, WRONG.replace("\n```", f"\n{exit_code}\n```")) is False, exit_code
+    outside = tmp_path / "written-by-the-student"
+    escape = (f"```python\nopen({str(outside)!r}, 'w').write('x')\n"
+              "def has_close_elements(numbers, threshold):\n"
+              "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n```")
+    assert verify(item, escape) is False and not outside.exists()

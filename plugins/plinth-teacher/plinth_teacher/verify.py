@@ -1,14 +1,12 @@
-"""Exact verifiers: reasoning-gym scorers, reference-answer matching, HumanEval unit tests in a subprocess.
+"""Exact verifiers: reasoning-gym scorers, reference-answer matching, HumanEval unit tests in the core sandbox.
 
 `verify(item, response)` returns True/False, or None when the item has no verifier (then the judge decides)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import tempfile
+
+from plinth.sandbox import run_python
 
 from .answers import answers_match, extract_answer
 from .gym import gym_verify
@@ -31,7 +29,8 @@ def extract_code(response: str) -> str:
 
 
 def humaneval_passes(item: Item, response: str, timeout: float = 10.0) -> bool:
-    """Run the problem's tests against the response's code in a separate Python process with a time limit.
+    """Run the problem's tests against the response's code in the core sandbox (`plinth.sandbox`, the one the
+    humaneval evaluator uses, so a label and an eval score mean the same): true only if `check()` returned.
 
     The candidate is the full function if the response defines `entry_point`, else the prompt + the body."""
     m = item.meta
@@ -39,13 +38,4 @@ def humaneval_passes(item: Item, response: str, timeout: float = 10.0) -> bool:
     if not re.search(rf"def\s+{re.escape(m['entry_point'])}\s*\(", code):
         code = m["code_prompt"] + code
     program = f"{code}\n\n{m['test']}\n\ncheck({m['entry_point']})\n"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "candidate.py")
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(program)
-        try:
-            proc = subprocess.run([sys.executable, "-I", path], cwd=tmp, capture_output=True, timeout=timeout,
-                                  env={"PATH": os.environ.get("PATH", "")})
-        except subprocess.TimeoutExpired:
-            return False
-    return proc.returncode == 0
+    return run_python(program, timeout=timeout).finished
