@@ -11,10 +11,13 @@ from .conftest import context, model_art, read_metrics, read_samples, write_json
 
 
 def test_canonical_solutions_pass_and_wrong_ones_fail():
+    """All 164 reference solutions pass in the sandbox: its refusals do not fail correct code (about 4 s)."""
     problems = read_rows(default_problems_file())
     assert len(problems) == 164
+    failed = [p["task_id"] for p in problems
+              if not run_program(build_program(p, p["canonical_solution"]), timeout=10).passed]
+    assert failed == []
     for prob in problems[:3]:
-        assert run_program(build_program(prob, prob["canonical_solution"]), timeout=10).passed, prob["task_id"]
         assert not run_program(build_program(prob, "    return None\n"), timeout=10).passed
 
 
