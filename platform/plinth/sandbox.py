@@ -37,6 +37,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConfigError
+
 MODES = ("bwrap", "rlimits")
 NOBODY = 65534
 BOX = "/sandbox"  # the work folder's path inside bubblewrap
@@ -263,14 +265,14 @@ def resolve_mode(mode: str | None = None) -> str:
     """The mode a run gets: the argument, else PLINTH_SANDBOX, else bwrap if it works here, else rlimits."""
     wanted = mode or os.environ.get("PLINTH_SANDBOX") or "auto"
     if wanted not in (*MODES, "auto"):
-        raise ValueError(f"sandbox mode {wanted!r}: choose one of bwrap, rlimits, auto (PLINTH_SANDBOX)")
+        raise ConfigError(f"sandbox mode {wanted!r} (PLINTH_SANDBOX): choose one of bwrap, rlimits, auto")
     if wanted == "rlimits":
         return "rlimits"
     problem = _bwrap_problem()
     if problem is None:
         return "bwrap"
     if wanted == "bwrap":
-        raise RuntimeError(f"sandbox mode bwrap: {problem}")
+        raise ConfigError(f"sandbox mode bwrap: {problem} (unset PLINTH_SANDBOX for the rlimits fallback)")
     _warn_once(problem)
     return "rlimits"
 
@@ -301,7 +303,7 @@ def _warn_once(problem: str) -> None:
 def _prefix(mode: str, python: str, root: str) -> list[str]:
     if mode == "rlimits":
         return _unshare_prefix()
-    cmd = ["bwrap", "--die-with-parent", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+    cmd = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
            "--unshare-cgroup-try", "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
@@ -334,9 +336,10 @@ def _bwrap_problem() -> str | None:
 @functools.lru_cache(maxsize=1)
 def _unshare_prefix() -> list[str]:
     """`unshare` arguments that give the child an empty network namespace here, or [] if none works."""
-    if shutil.which("unshare") is None:
+    unshare = shutil.which("unshare")  # absolute: the child's PATH is not this process's
+    if unshare is None:
         return []
-    for prefix in (["unshare", "--net", "--"], ["unshare", "--map-root-user", "--net", "--"]):
+    for prefix in ([unshare, "--net", "--"], [unshare, "--map-root-user", "--net", "--"]):
         try:
             if subprocess.run(prefix + ["true"], capture_output=True, timeout=10).returncode == 0:
                 return prefix

@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 
-from plinth import sandbox
+from plinth import ConfigError, sandbox
 
 BWRAP = sandbox._bwrap_problem()
 MODES = [pytest.param("bwrap", marks=pytest.mark.skipif(BWRAP is not None, reason=f"no bwrap here: {BWRAP}")),
@@ -263,12 +263,12 @@ def test_mode_choice_and_the_one_time_warning(monkeypatch):
     monkeypatch.setenv("PLINTH_SANDBOX", "rlimits")
     assert sandbox.resolve_mode() == "rlimits"
     monkeypatch.setenv("PLINTH_SANDBOX", "jail")
-    with pytest.raises(ValueError, match="choose one of bwrap, rlimits, auto"):
+    with pytest.raises(ConfigError, match=r"'jail' \(PLINTH_SANDBOX\): choose one of bwrap, rlimits, auto"):
         sandbox.resolve_mode()
     monkeypatch.delenv("PLINTH_SANDBOX")
     monkeypatch.setattr(sandbox, "_bwrap_problem", lambda: "bwrap is not installed")
     monkeypatch.setattr(sandbox, "_warned_once", [])
-    with pytest.raises(RuntimeError, match="sandbox mode bwrap: bwrap is not installed"):
+    with pytest.raises(ConfigError, match="sandbox mode bwrap: bwrap is not installed"):
         sandbox.resolve_mode("bwrap")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -276,3 +276,16 @@ def test_mode_choice_and_the_one_time_warning(monkeypatch):
         assert sandbox.run_python("pass\n").mode == "rlimits"
     notes = [str(w.message) for w in caught if "plinth sandbox" in str(w.message)]
     assert len(notes) == 1 and "bwrap is not installed" in notes[0] and "weaker rlimits mode" in notes[0]
+
+
+def test_a_bwrap_that_cannot_run_is_detected(tmp_path, monkeypatch):
+    """Containers without user namespaces have a bwrap that fails: the probe runs a program in it, once."""
+    fake = tmp_path / "bin" / "bwrap"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    problem = sandbox._bwrap_problem.__wrapped__()
+    assert problem == "bwrap did not run a program here: bwrap: No permissions to create new namespace"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert sandbox._bwrap_problem.__wrapped__() == "bwrap is not installed"
