@@ -77,12 +77,14 @@ def test_the_nonce_is_not_reachable(mode):
 
 
 TAMPER = [
-    "import __main__\nfor k in list(vars(__main__)):\n    setattr(__main__, k, None)\n",
+    "import __main__\n__main__._inside = lambda p: True\n__main__._DENY_PREFIX = ('nothing',)\n",  # 2026-12 guard
     "import builtins\nbuiltins.type = lambda *a: str\nbuiltins.isinstance = lambda *a: True\n"
     "builtins.PermissionError = type('Nope', (Exception,), {})\n",
     "import os, posixpath\nos.path.realpath = posixpath.realpath = lambda p, **k: os.getcwd() + '/x'\n"
     "os.path.join = lambda *a: os.getcwd() + '/x'\n",
     "import sys\nsys.audit = lambda *a: None\nsys.addaudithook = lambda h: None\n",
+    "import os, posix\nposix.stat = os.stat = lambda *a, **k: None\nposix.getcwd = os.getcwd = lambda: '/'\n",
+    "import sys\nsys.modules.clear()\n",
 ]
 
 
