@@ -232,7 +232,9 @@ def _run(source: str, mode: str, timeout: float, memory_mb: int, fsize_mb: int, 
         box, tmp = Path(root, "box"), Path(root, "tmp")
         box.mkdir()
         tmp.mkdir()
-        box.joinpath("program.py").write_text(source, encoding="utf-8")
+        # a lone surrogate (possible in text from a chat API) becomes bytes Python refuses to compile: a fail,
+        # not an exception in the caller
+        box.joinpath("program.py").write_bytes(source.encode("utf-8", "surrogatepass"))
         if drop >= 0:
             for p in (box, tmp, box / "program.py"):
                 os.chown(p, drop, drop)

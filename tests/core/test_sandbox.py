@@ -256,6 +256,12 @@ def test_output_flood_is_capped_and_the_parent_stays_small(mode, stream):
     assert peak[0] - base < 48 << 20, f"parent grew by {(peak[0] - base) >> 20} MiB"
 
 
+def test_unencodable_and_broken_source_fail_without_raising(mode):
+    for source in ("x = '\ud800'\nprint(x)\n", "def f(:\n", "\x00"):
+        result = run(source, mode)
+        assert not result.finished and result.status == "failed", source
+
+
 def test_memory_limit(mode):
     result = run("x = bytearray(2 << 30)\n", mode, memory_mb=256)
     assert not result.finished and "MemoryError" in result.detail
