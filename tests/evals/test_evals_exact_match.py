@@ -129,5 +129,7 @@ def test_config_errors(tmp_path, answer42):
         ExactMatch({"task_file": "x.jsonl", "reasoning_gym": "basic_arithmetic"})
     with pytest.raises(ConfigError, match="nothing to evaluate on"):
         ExactMatch({}).evaluate(context(tmp_path, [model_art(answer42, label="m")]))
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        ExactMatch({"task_file": "x.jsonl", "extract": "regex", "regex": "(unclosed"})
     with pytest.raises(ValueError, match="extra"):
         ExactMatch({"task_file": "x.jsonl", "tempreature": 0.1})

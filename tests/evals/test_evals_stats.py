@@ -73,6 +73,9 @@ def test_difference_interval():
     ("so the answer is 56.", "56"),
     ("first 3 then 17", "17"),
     ("no digits here", None),
+    ("#### Paris", "Paris"),  # the committed line, as the teacher reads it
+    ("the answer is 10 - 5", "10"),
+    ("#### NaN", "NaN"),
 ])
 def test_gsm8k_extraction(text, expected):
     assert extract.gsm8k(text) == expected
@@ -82,8 +85,5 @@ def test_other_extractors():
     assert extract.boxed(r"thus \boxed{\frac{1}{2}} done") == r"\frac{1}{2}"
     assert extract.boxed("no box") is None
     assert extract.boxed(r"\boxed{unclosed") is None
-    assert extract.last_number("-3.50 and 2.0") == "2"
+    assert extract.EXTRACTORS["last-number"]("-3.50 and 2.0") == "2"
     assert extract.make_regex(r"ANSWER: (\w+)")("x ANSWER: foo y ANSWER: bar") == "bar"
-    assert extract.answers_match("42.0", "42", numeric=True)
-    assert extract.answers_match("Paris", "paris", numeric=False)
-    assert not extract.answers_match("Paris", "paris", numeric=False, case_sensitive=True)

@@ -7,7 +7,9 @@ from plinth_teacher.answers import agreement, answers_match, extract_answer, nor
 
 @pytest.mark.parametrize("text, want", [
     ("step 1...\nAnswer: 42", "42"),
-    ("blah\n#### 1,234", "1,234"),
+    ("blah\n#### 1,234", "1234"),
+    ("so \\boxed{\\frac{1}{2}} done", "\\frac{1}{2}"),  # nested braces
+    ("#### 10 - 5", "5"),
     ("so \\boxed{7} is it", "7"),
     ("The final answer is 3.", "3."),
     ("I think 5 then 9", "9"),

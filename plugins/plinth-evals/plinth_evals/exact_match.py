@@ -7,6 +7,7 @@ reasoning-gym generator, whose own scorer then decides correctness. Few-shot exa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from plinth import ConfigError, StageContext
+from plinth.lm.answers import answers_match
 
 from . import extract as ex
 from .base import ModelEvalConfig, ModelEvaluator
@@ -34,7 +36,8 @@ class ExactMatchConfig(ModelEvalConfig):
     extract: Literal["auto", "gsm8k", "last-number", "boxed", "first-line", "full", "regex"] = Field(
         "auto", description="answer extractor; auto: gsm8k for files, first-line for reasoning_gym")
     regex: str | None = Field(None, description="with extract='regex': the last match (group 1 if any) is the answer")
-    numeric: bool | None = Field(None, description="compare as numbers (default: true for gsm8k/last-number)")
+    numeric: bool = Field(True, description="compare as numbers when both answers are one number (plinth.lm.answers "
+                                            "rules), else as text; false: always as text")
     case_sensitive: bool = Field(False, description="string comparison is case-sensitive")
     few_shot: int = Field(0, ge=0, description="number of worked examples in each prompt (paper: GSM8K 4-shot)")
     few_shot_file: str | None = Field(None, description="examples file (default: the first rows of task_file)")
@@ -55,6 +58,11 @@ class ExactMatchConfig(ModelEvalConfig):
             raise ValueError("give one of `task_file` and `reasoning_gym` (or a `task` input), not both")
         if self.extract == "regex" and not self.regex:
             raise ValueError("extract = 'regex' needs `regex`")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex {self.regex!r} is not a valid regular expression: {exc}") from None
         return self
 
 
@@ -161,7 +169,6 @@ class ExactMatch(ModelEvaluator):
                        ) -> tuple[dict[str, Metric], list[dict[str, Any]]]:
         c = self.config
         kind, extractor = self.extractor(prepared.scorer is not None)
-        numeric = c.numeric if c.numeric is not None else kind in ("gsm8k", "last-number")
         stop = c.stop if c.stop is not None else ([] if c.chat_template else ["\n\nQuestion:", "\nQuestion:"])
         prompts = [self.build_prompt(model, it["question"], prepared.shots) for it in prepared.items]
         with ctx.progress(len(prompts), f"{self.name} {prepared.task} [{ref.label}]") as p:
@@ -180,7 +187,7 @@ class ExactMatch(ModelEvaluator):
                 except Exception:  # noqa: BLE001 - a scorer choking on odd text is a wrong answer
                     correct = False
             else:
-                correct = ex.answers_match(answer, it["reference"], numeric, c.case_sensitive)
+                correct = answers_match(answer, it["reference"], c.numeric, c.case_sensitive)
             scores.append(1.0 if correct else 0.0)
             samples.append({"id": it["id"], "prompt": prompt, "output": text, "extracted": answer,
                             "reference": it["reference"], "parsed": answer is not None, "correct": correct})

@@ -1,7 +1,8 @@
 """Answer extraction: turn a model's free text into the answer it commits to.
 
 Each extractor returns the answer string or None when the text holds no parsable answer; the evaluator then
-counts the sample as wrong and reports it as unparsed (never crashes).
+counts the sample as wrong and reports it as unparsed (never crashes). What counts as a number, and when two
+answers match, is `plinth.lm.answers` — the same rules the teacher's verifier labels training data with.
 """
 
 from __future__ import annotations
@@ -9,57 +10,21 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-NUMBER = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+from plinth.lm.answers import NUMBER, boxed, first_number, hashes_answer, last_number
 
-
-def normalize_number(text: str) -> str | None:
-    """'1,234.50' -> '1234.5', '$7' -> '7', '-3.0' -> '-3'; None if not a number."""
-    t = text.strip().replace(",", "").replace("$", "").replace(" ", "").rstrip(".")
-    try:
-        value = float(t)
-    except ValueError:
-        return None
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
-def last_number(text: str) -> str | None:
-    found = NUMBER.findall(text)
-    return normalize_number(found[-1]) if found else None
+_ANSWER_IS = re.compile(r"answer is[:\s]*(" + NUMBER.pattern + ")", flags=re.IGNORECASE)
 
 
 def gsm8k(text: str) -> str | None:
-    """GSM8K's '#### 42' convention; falls back to 'The answer is 42', then to the last number."""
-    m = re.search(r"####\s*([^\n]+)", text)
+    """GSM8K's '#### 42' line (its last number, else its text, as the teacher reads it); without one,
+    'The answer is 42', then the last number."""
+    hashes = hashes_answer(text)
+    if hashes is not None:
+        return hashes
+    m = _ANSWER_IS.search(text)
     if m:
-        num = last_number(m.group(1))
-        if num is not None:
-            return num
-    m = re.search(r"answer is[:\s]*\$?(-?[\d,]*\.?\d+)", text, flags=re.IGNORECASE)
-    if m:
-        return normalize_number(m.group(1))
+        return first_number(m.group(1))
     return last_number(text)
-
-
-def boxed(text: str) -> str | None:
-    """The content of the last \\boxed{...} (nested braces allowed)."""
-    start = text.rfind("\\boxed{")
-    if start == -1:
-        return None
-    i, depth = start + len("\\boxed{"), 1
-    out = []
-    while i < len(text):
-        ch = text[i]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return "".join(out).strip()
-        out.append(ch)
-        i += 1
-    return None
 
 
 def first_line(text: str) -> str | None:
@@ -87,14 +52,3 @@ EXTRACTORS: dict[str, Callable[[str], str | None]] = {
     "first-line": first_line,
     "full": lambda t: t.strip() or None,
 }
-
-
-def answers_match(predicted: str, reference: str, numeric: bool, case_sensitive: bool = False) -> bool:
-    if numeric:
-        a, b = normalize_number(predicted), normalize_number(reference)
-        if a is not None and b is not None:
-            return float(a) == float(b)
-    p, r = predicted.strip(), reference.strip()
-    if not case_sensitive:
-        p, r = p.lower(), r.lower()
-    return p == r

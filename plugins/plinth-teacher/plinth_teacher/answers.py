@@ -1,7 +1,8 @@
 """Reading model output: final answers (for agreement and verifiers), and tolerant parsing of JSON answers.
 
 Teachers are asked to end with `Answer: <final answer>`; extraction also accepts GSM8K's `#### x`,
-`\\boxed{x}`, and falls back to the last number, then the last line.
+`\\boxed{x}`, and falls back to the last number, then the last line. Numbers and comparison follow
+`plinth.lm.answers` (the rules the `exact-match` evaluator scores with), so labels and eval scores agree.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import re
 from collections import Counter
 from typing import Any, Sequence
 
-_NUM = r"[-+]?\$?\d[\d,]*(?:\.\d+)?"
+from plinth.lm.answers import answers_match, boxed, hashes_answer, last_number, normalize
+
+__all__ = ["agreement", "answers_match", "extract_answer", "normalize", "parse_json", "parse_score"]
+
 _PATTERNS = [
-    re.compile(r"####\s*(.+)"),
-    re.compile(r"\\boxed\{([^{}]*)\}"),
     re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:=]\s*(.+)", re.IGNORECASE),
     re.compile(r"(?:final answer|answer) is\s+(.+)", re.IGNORECASE),
 ]
@@ -24,37 +26,23 @@ def extract_answer(text: str | None) -> str | None:
     """The final answer in a response, or None for an empty one."""
     if not text or not text.strip():
         return None
+    hashes = hashes_answer(text)
+    if hashes is not None:
+        return hashes
+    box = boxed(text)
+    if box:
+        return box.splitlines()[0].strip() or None
     for pat in _PATTERNS:
         found = pat.findall(text)
         if found:
             ans = found[-1].strip().splitlines()[0].strip()
             if ans:
                 return ans
-    nums = re.findall(_NUM, text)
-    if nums:
-        return nums[-1]
+    num = last_number(text)
+    if num is not None:
+        return num
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else None
-
-
-def normalize(answer: str | None) -> str | None:
-    """Canonical form for comparison: numbers as numbers (1,000.0 -> 1000), text lower-cased, no outer punctuation."""
-    if answer is None:
-        return None
-    a = answer.strip().strip("*").strip()
-    a = re.sub(r"^\$|\$$", "", a).strip()
-    a = a.rstrip(".").strip()
-    num = a.replace(",", "").replace("$", "")
-    try:
-        value = float(num)
-    except ValueError:
-        m = re.fullmatch(r"\s*(" + _NUM + r")\s*[a-zA-Z%]*\s*", a)
-        if m is None:
-            return re.sub(r"\s+", " ", a.lower())
-        value = float(m.group(1).replace(",", "").replace("$", ""))
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(round(value, 9))
 
 
 def agreement(samples: Sequence[str]) -> tuple[str | None, float, int]:
@@ -67,18 +55,6 @@ def agreement(samples: Sequence[str]) -> tuple[str | None, float, int]:
         return None, 0.0, -1
     best, votes = max(counts.items(), key=lambda kv: (kv[1], -answers.index(kv[0])))
     return best, votes / len(samples), answers.index(best)
-
-
-def answers_match(a: str | None, b: str | None) -> bool:
-    na, nb = normalize(a), normalize(b)
-    if na is None or nb is None:
-        return False
-    if na == nb:
-        return True
-    try:
-        return abs(float(na) - float(nb)) <= 1e-6 * max(1.0, abs(float(nb)))
-    except ValueError:
-        return False
 
 
 def parse_json(text: str | None) -> Any:
