@@ -73,3 +73,75 @@ def test_bad_answers_and_missing_options(tmp_path, picks_b):
     short.write_text("question,A,B,answer\nq,1,2,A\nq2,1\n")
     with pytest.raises(ConfigError, match=r"short\.csv, row 3: 2 columns"):
         MultipleChoice({"task_file": str(short)}).evaluate(context(tmp_path, [model_art(picks_b, label="b")]))
+
+
+@pytest.fixture(scope="module")
+def picks_3(tmp_path_factory):
+    """Always prefers option label '3' after 'Answer:'."""
+    from .bigram import bigram_lm
+
+    return bigram_lm(tmp_path_factory.mktemp("m3") / "model", {":": " ", " ": "3", "\n": "3"})
+
+
+ARC = [  # ARC's layout: options with their own labels "1".."4" and a 1-based answerKey that IS a label
+    {"id": "a", "question": "Which is a gas?", "choices": {"text": ["rock", "iron", "steam", "wood"],
+                                                          "label": ["1", "2", "3", "4"]}, "answerKey": "3"},
+    {"id": "b", "question": "Which is warm?", "choices": {"text": ["ice", "snow", "sun", "hail"],
+                                                         "label": ["1", "2", "3", "4"]}, "answerKey": "3"},
+    {"id": "c", "question": "Which is blue?", "choices": {"text": ["sky", "sand", "coal", "milk"],
+                                                         "label": ["1", "2", "3", "4"]}, "answerKey": "1"},
+    {"id": "d", "question": "Which melts?", "choices": {"text": ["wax", "glass", "ice", "ash"],
+                                                       "label": ["A", "B", "C", "D"]}, "answerKey": "C"},
+]
+
+
+def test_arc_labels_one_based_keys(tmp_path, picks_3):
+    """Key "3" with labels "1".."4" is the third option (old code read it as 0-based index 3, the fourth)."""
+    task = write_jsonl(tmp_path / "arc.jsonl", ARC)
+    out = MultipleChoice({"task_file": str(task)}).evaluate(context(tmp_path, [model_art(picks_3, label="m")]))
+    rows = read_samples(out, "m")
+    assert [r["answer"] for r in rows] == ["3", "3", "1", "C"]
+    assert [r["predicted"] for r in rows][:3] == ["3", "3", "3"]
+    assert [r["correct"] for r in rows] == [True, True, False, False]
+    assert "1. rock\n2. iron\n3. steam\n4. wood\nAnswer:" in MultipleChoice({"task_file": str(task)}).context(
+        None, MultipleChoice({"task_file": str(task)}).prepare(None).items[0], [])
+    assert read_metrics(out)["models"]["m"]["metrics"]["arc/accuracy"]["value"] == 0.5
+
+
+def test_answer_key_rules():
+    from plinth_evals.multiple_choice import answer_index
+
+    opts, letters, digits = ["w", "x", "y", "z"], ["A", "B", "C", "D"], ["1", "2", "3", "4"]
+    assert answer_index("3", opts, digits) == 2          # a label wins over an index
+    assert answer_index(3, opts, digits) == 2            # also as a JSON number
+    assert answer_index("4", opts, digits) == 3
+    assert answer_index("c", opts, letters) == 2         # labels are case-insensitive
+    assert answer_index(3, opts, letters) == 3           # not a label: a 0-based index
+    assert answer_index("1", opts, letters, base=1) == 0  # 1-based when configured
+    assert answer_index(4, opts, letters, base=1) == 3
+    assert answer_index(4, opts, letters) is None and answer_index(0, opts, letters, base=1) is None
+    assert answer_index("y", opts, letters) == 2         # then the option text
+    assert answer_index(True, opts, letters) is None and answer_index("E", opts, letters) is None
+
+
+def test_one_based_keys_with_letter_labels(tmp_path, picks_b):
+    rows = [{"question": "2 + 2 = ?", "choices": ["3", "4", "5", "6"], "answer": 2},
+            {"question": "1 + 1 = ?", "choices": ["2", "3", "4", "5"], "answer": "1"}]
+    task = write_jsonl(tmp_path / "one.jsonl", rows)
+    out = MultipleChoice({"task_file": str(task), "answer_index_base": 1}).evaluate(
+        context(tmp_path, [model_art(picks_b, label="b")]))
+    assert [r["answer"] for r in read_samples(out, "b")] == ["B", "A"]
+
+
+def test_arc_layout_errors(tmp_path, picks_b):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "choices": {"text": ["a", "b"], "label": ["1"]},
+                                                 "answerKey": "1"}])
+    with pytest.raises(ConfigError, match=r"bad\.jsonl, line 1: field 'choices' as an object needs lists"):
+        MultipleChoice({"task_file": str(bad)}).evaluate(context(tmp_path, [model_art(picks_b, label="b")]))
+    dup = write_jsonl(tmp_path / "dup.jsonl", [{"question": "q", "choices": {"text": ["a", "b"], "label": ["1", "1"]},
+                                                 "answerKey": "1"}])
+    with pytest.raises(ConfigError, match="must be distinct"):
+        MultipleChoice({"task_file": str(dup)}).evaluate(context(tmp_path, [model_art(picks_b, label="b")]))
+    many = write_jsonl(tmp_path / "many.jsonl", [{"question": "q", "choices": list("abcdefghijk"), "answer": "A"}])
+    with pytest.raises(ConfigError, match="11 options; at most 10"):
+        MultipleChoice({"task_file": str(many)}).evaluate(context(tmp_path, [model_art(picks_b, label="b")]))

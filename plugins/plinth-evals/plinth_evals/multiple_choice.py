@@ -6,6 +6,10 @@ Two scorings, as in lm-evaluation-harness:
 - `text`: the option texts themselves are scored as continuations; `acc_norm` divides by their length in
   characters so long options are not penalised.
 Zero-shot by default; `few_shot` examples come from `dev_file` (MMLU/C-Eval ship a dev split) or the first rows.
+
+Options carry labels: A, B, C, ... for a list or columns, the file's own for ARC's `{"text": [...], "label": [...]}`
+(e.g. "1".."4"). An answer key that is an option's label is that option; only otherwise is an integer key an
+index (base `answer_index_base`, 0 by default, as MMLU's Hugging Face files), and then an option's text.
 """
 
 from __future__ import annotations
@@ -38,9 +42,12 @@ class MultipleChoiceConfig(ModelEvalConfig):
                                                    "CMMLU zero-shot chat prompt)")
     system_prompt: str | None = Field(None, description="system message when chat_template is on")
     question_field: list[str] = Field(["question", "Question", "prompt"], description="question field names")
-    choices_field: str = Field("choices", description="field holding a list of options (else columns A, B, C, ...)")
-    answer_field: list[str] = Field(["answer", "Answer", "label"], description="answer: letter, 0-based index or "
-                                                                              "the option text")
+    choices_field: str = Field("choices", description="field holding a list of options, or ARC's {text, label} "
+                                                      "lists (else columns A, B, C, ...)")
+    answer_field: list[str] = Field(["answer", "Answer", "answerKey", "label"],
+                                    description="answer: an option label (A.. or the file's labels), else an index "
+                                                "(see answer_index_base), else the option text")
+    answer_index_base: Literal[0, 1] = Field(0, description="base of integer answer keys that are not a label")
 
 
 @dataclass
@@ -49,6 +56,7 @@ class Item:
     question: str
     choices: list[str]
     answer: int
+    labels: list[str] = field(default_factory=list)  # shown before each option and scored with `letter`
 
 
 @dataclass
@@ -89,8 +97,18 @@ class MultipleChoice(ModelEvaluator):
         c = self.config
         question = str(field_of(row, c.question_field, path, "question"))
         where = f"task file {path}, line {row.get('_line', index + 1)}"
+        labels: list[str] | None = None
         if c.choices_field in row:
             choices = row[c.choices_field]
+            if isinstance(choices, dict):  # ARC / Hugging Face layout: {"text": [...], "label": [...]}
+                labels = choices.get("label")
+                choices = choices.get("text")
+                if not isinstance(labels, list) or not isinstance(choices, list) or len(labels) != len(choices):
+                    raise ConfigError(f"{where}: field '{c.choices_field}' as an object needs lists 'text' and "
+                                      "'label' of the same length")
+                labels = [str(x).strip() for x in labels]
+                if len(set(labels)) != len(labels) or not all(labels):
+                    raise ConfigError(f"{where}: option labels {labels} must be distinct and non-empty")
             if not isinstance(choices, list) or len(choices) < 2:
                 raise ConfigError(f"{where}: field '{c.choices_field}' must be a list of at least 2 options")
             choices = [str(x) for x in choices]
@@ -104,21 +122,26 @@ class MultipleChoice(ModelEvaluator):
                 choices.append(str(row[key]))
             if len(choices) < 2:
                 raise ConfigError(f"{where}: no options — give a '{c.choices_field}' list or columns A, B, C, ...")
+        if labels is None:
+            if len(choices) > len(LETTERS):
+                raise ConfigError(f"{where}: {len(choices)} options; at most {len(LETTERS)} (A-J)")
+            labels = list(LETTERS[: len(choices)])
         raw = field_of(row, c.answer_field, path, "answer")
-        answer = _answer_index(raw, choices)
+        answer = answer_index(raw, choices, labels, c.answer_index_base)
         if answer is None:
-            raise ConfigError(f"{where}: answer {raw!r} is neither a letter A-{LETTERS[len(choices) - 1]}, "
-                              f"an index 0-{len(choices) - 1}, nor one of the options")
-        return Item(id=row.get("id", index), question=question, choices=choices, answer=answer)
+            base = c.answer_index_base
+            raise ConfigError(f"{where}: answer {raw!r} is neither a label ({', '.join(labels)}), "
+                              f"an index {base}-{len(choices) - 1 + base}, nor one of the options")
+        return Item(id=row.get("id", index), question=question, choices=choices, answer=answer, labels=labels)
 
     # -- prompts ----------------------------------------------------------------------------------------
     def _block(self, item: Item, with_answer: bool) -> str:
         text = item.question.strip() + "\n"
         if self.config.score == "letter":
-            text += "".join(f"{LETTERS[i]}. {opt}\n" for i, opt in enumerate(item.choices))
+            text += "".join(f"{label}. {opt}\n" for label, opt in zip(item.labels, item.choices))
         text += "Answer:"
         if with_answer:
-            text += " " + (LETTERS[item.answer] if self.config.score == "letter" else item.choices[item.answer])
+            text += " " + (item.labels[item.answer] if self.config.score == "letter" else item.choices[item.answer])
         return text
 
     def context(self, model: EvalModel, item: Item, shots: list[Item]) -> str:
@@ -138,7 +161,7 @@ class MultipleChoice(ModelEvaluator):
     def continuations(self, item: Item) -> list[str]:
         if self.config.score == "letter":
             prefix = "" if self.config.chat_template else " "
-            return [prefix + LETTERS[i] for i in range(len(item.choices))]
+            return [prefix + label for label in item.labels]
         return [" " + opt for opt in item.choices]
 
     # -- scoring ----------------------------------------------------------------------------------------
@@ -164,7 +187,7 @@ class MultipleChoice(ModelEvaluator):
             acc.append(1.0 if pred == item.answer else 0.0)
             acc_norm.append(1.0 if pred_norm == item.answer else 0.0)
             samples.append({"id": item.id, "question": item.question, "choices": item.choices,
-                            "answer": LETTERS[item.answer], "predicted": LETTERS[pred],
+                            "answer": item.labels[item.answer], "predicted": item.labels[pred],
                             "loglikelihoods": [round(x, 4) for x in lls], "correct": pred == item.answer})
         metrics = {"accuracy": proportion(acc)}
         if self.config.score == "text":
@@ -172,16 +195,18 @@ class MultipleChoice(ModelEvaluator):
         return metrics, samples
 
 
-def _answer_index(raw: Any, choices: list[str]) -> int | None:
-    if isinstance(raw, bool):
+def answer_index(raw: Any, choices: list[str], labels: list[str], base: int = 0) -> int | None:
+    """The option an answer key names: a label first (case-insensitive), then an integer index from `base`,
+    then an option's exact text; None when it names none."""
+    if isinstance(raw, bool) or raw is None:
         return None
-    if isinstance(raw, int):
-        return raw if 0 <= raw < len(choices) else None
     text = str(raw).strip()
-    if len(text) == 1 and text.upper() in LETTERS[: len(choices)]:
-        return LETTERS.index(text.upper())
-    if text.isdigit() and int(text) < len(choices):
-        return int(text)
+    folded = [label.casefold() for label in labels]
+    if text.casefold() in folded:
+        return folded.index(text.casefold())
+    if isinstance(raw, int) or text.isdigit():
+        k = int(text) - base
+        return k if 0 <= k < len(choices) else None
     if text in choices:
         return choices.index(text)
     return None
