@@ -110,7 +110,12 @@ class EvalModel:
         return self.score_ids(encoded, progress=progress)
 
     def score_ids(self, encoded: Sequence[tuple[list[int], int]], progress: Any = None) -> list[tuple[float, int, bool]]:
-        """Like `loglikelihood` on token ids: each item is (ids, n_ctx); tokens from n_ctx on are scored."""
+        """Like `loglikelihood` on token ids: each item is (ids, n_ctx); tokens from n_ctx on are scored.
+
+        Only the scored positions are turned into log-probabilities (`target_logprobs`), and where the model
+        takes `logits_to_keep` it projects only the positions from the batch's first scored one on; a
+        log_softmax over the whole vocabulary of every position would need ~20 GB at Qwen's 151k vocabulary and
+        batch 16 x 2048 (benchmarks/logprob_memory.py)."""
         import torch
 
         results: list[tuple[float, int, bool]] = [(0.0, 0, False)] * len(encoded)
@@ -125,22 +130,53 @@ class EvalModel:
                 seq = encoded[i][0]
                 ids[r, : len(seq)] = torch.tensor(seq)
                 mask[r, : len(seq)] = 1
+            first = min(encoded[i][1] for i in idx) - 1  # the first position whose logits are needed
+            kwargs = {"logits_to_keep": width - first} if self._keeps_logits else {}
             with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-            for r, i in enumerate(idx):
-                seq, n_ctx = encoded[i]
-                targets = torch.tensor(seq[n_ctx:])
-                lp = logprobs[r, n_ctx - 1 : len(seq) - 1]
-                total = lp.gather(1, targets[:, None]).sum().item()
-                greedy = bool((lp.argmax(-1) == targets).all().item())
-                results[i] = (total, len(targets), greedy)
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                    **kwargs).logits
+                offset = width - logits.shape[1]  # position of logits[:, 0]
+                for r, i in enumerate(idx):
+                    seq, n_ctx = encoded[i]
+                    targets = torch.tensor(seq[n_ctx:], device=logits.device)
+                    lp, greedy = target_logprobs(logits[r, n_ctx - 1 - offset : len(seq) - 1 - offset], targets)
+                    results[i] = (lp.sum().item(), len(targets), bool(greedy.all().item()))
+            del logits
             if progress is not None:
                 progress.update(len(idx))
         return results
 
+    @property
+    def _keeps_logits(self) -> bool:
+        """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs since 4.45)."""
+        import inspect
+
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
     def close(self) -> None:
         del self.model
+
+
+def target_logprobs(logits: Any, targets: Any, chunk_elements: int = 1 << 24) -> tuple[Any, Any]:
+    """log p(target) at each position, and whether the target is the argmax, from logits [T, V] and targets [T].
+
+    Per position: target logit minus logsumexp over the vocabulary (in float32), the same number log_softmax then
+    gather gives, but computed `chunk_elements // V` positions at a time, so the float32 copy is at most
+    `chunk_elements` values (64 MiB; logsumexp takes one more such temporary) whatever the text length or
+    vocabulary size."""
+    import torch
+
+    steps = max(1, chunk_elements // max(1, logits.shape[-1]))
+    lps, greedy = [], []
+    for a in range(0, logits.shape[0], steps):
+        x = logits[a : a + steps].float()
+        t = targets[a : a + steps]
+        lps.append(x.gather(1, t[:, None]).squeeze(1) - torch.logsumexp(x, dim=-1))
+        greedy.append(x.argmax(-1) == t)
+        del x
+    if not lps:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.bool)
+    return torch.cat(lps), torch.cat(greedy)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
