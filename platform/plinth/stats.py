@@ -8,6 +8,9 @@ Pure Python (no numpy), so any plugin and the report can use it without heavy im
   percentile bootstrap with a fixed seed so the same samples always give the same interval.
 - `mean_interval(values)`: normal approximation for a mean (cheap; used for large n).
 - `pass_at_k(n, c, k)`: the unbiased pass@k estimator of Chen et al. (2021), HumanEval.
+- `paired_bootstrap_interval(a, b)`: mean(a) - mean(b) for two models scored on the same items (a[i], b[i] of
+  item i), resampling items; much narrower than `difference_interval` when the models agree on most items.
+- `difference_interval(...)`: a - b for independent estimates, from their intervals (the unpaired fallback).
 """
 
 from __future__ import annotations
@@ -109,3 +112,26 @@ def difference_interval(
     half = z * math.sqrt(se_a * se_a + se_b * se_b)
     d = a - b
     return (d - half, d + half)
+
+
+def paired_bootstrap_interval(
+    a: Sequence[float],
+    b: Sequence[float],
+    n_resamples: int = 2000,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(a) - mean(b) where a[i] and b[i] are two models' scores on item i.
+
+    Items are resampled, keeping each item's pair together, so what both models get right or wrong cancels;
+    deterministic by `seed`. Raises ValueError when the lists differ in length; (nan, nan) for none."""
+    if len(a) != len(b):
+        raise ValueError(f"paired scores need one value per item for both models, got {len(a)} and {len(b)}")
+    diffs = [float(x) - float(y) for x, y in zip(a, b)]
+    if not diffs:
+        return (float("nan"), float("nan"))
+    rng = random.Random(seed)
+    n = len(diffs)
+    draws = sorted(sum(rng.choices(diffs, k=n)) / n for _ in range(n_resamples))
+    alpha = (1.0 - confidence) / 2.0
+    return (_percentile(draws, alpha), _percentile(draws, 1.0 - alpha))

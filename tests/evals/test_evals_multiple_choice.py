@@ -60,6 +60,7 @@ def test_text_scoring_reports_length_normalised_accuracy(tmp_path, picks_b):
     assert metrics["t/accuracy"]["value"] == 1.0 and metrics["t/accuracy_norm"]["value"] == 1.0
     row = read_samples(out, "b")[0]
     assert row["predicted"] == "C" and row["loglikelihoods"][2] > row["loglikelihoods"][1] > row["loglikelihoods"][0]
+    assert row["correct_norm"] is True and metrics["t/accuracy_norm"]["sample_field"] == "correct_norm"
 
 
 def test_bad_answers_and_missing_options(tmp_path, picks_b):

@@ -90,13 +90,14 @@ def test_markdown_table_deltas_and_files(tmp_path):
     assert lines[0] == "| model | gsm8k/exact_match ↑ | mmlu/accuracy ↑ | wiki/perplexity ↓ |"
     assert lines[1].startswith("| baseline (baseline) | 0.200 [")
     sft = lines[2]
-    assert "0.300 [" in sft and "n=400 (+0.100*)" in sft  # 0.30 vs 0.20 with n=400: significant
-    assert "(-5.000*)" in sft  # perplexity 15 vs 20 with ±5% intervals
+    assert "0.300 [" in sft and "n=400 (+0.100* unpaired)" in sft  # 0.30 vs 0.20 with n=400: significant
+    assert "(-5.000* unpaired)" in sft  # perplexity 15 vs 20 with ±5% intervals
     kto = lines[3]
-    assert "(+0.010)" in kto and kto.endswith("| — |")  # not significant; no perplexity for kto
+    assert "(+0.010 unpaired)" in kto and kto.endswith("| — |")  # not significant; no perplexity for kto
     assert files.bars == 8
     assert count_bars(files.png) == 8
     html = files.html.read_text()
+    assert "(+0.100* unpaired)" in html  # each delta says which interval it is
     assert "data:image/png;base64," in html and "<table" in html and "http" not in html.replace(
         "http-equiv", "")
 
@@ -127,8 +128,8 @@ def test_compare_two_runs(tmp_path):
     text = files.text
     assert "| sft @run_a |" in text and "| sft @run_b |" in text
     assert "## run_b − run_a" in text
-    assert "| sft | gsm8k/exact_match | 0.300 | 0.500 | +0.200* |" in text
-    assert "| kto | mmlu/accuracy | 0.500 | 0.500 | +0.000 |" in text
+    assert "| sft | gsm8k/exact_match | 0.300 | 0.500 | +0.200* unpaired |" in text
+    assert "| kto | mmlu/accuracy | 0.500 | 0.500 | +0.000 unpaired |" in text
     assert count_bars(files.png) == files.bars == 16
 
 
@@ -168,3 +169,100 @@ def test_report_says_what_the_items_were_and_their_decontamination(tmp_path):
     text = build_report(run, chart=False).text
     assert ("- gsm8k: 400 items from stage data; decontamination: 7 of 1000 training prompts removed for matching "
             "one of them (same question text)") in text.splitlines()
+
+
+def write_stage(root: Path, stage: str, task: str, metric: str, correct: dict[str, list[float]], baseline: str,
+                ids: dict[str, list] | None = None, sample_field: str | None = "correct") -> Path:
+    """A stage's metrics.json with Wilson intervals and per-sample files whose mean is each value."""
+    out = root / "stages" / stage / "out"
+    models = {}
+    for label, values in correct.items():
+        n, k = len(values), sum(values)
+        lo, hi = wilson_interval(k, n)
+        item_ids = (ids or {}).get(label, list(range(n)))
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        (out / "samples" / f"{label}.jsonl").write_text(
+            "".join(json.dumps({"id": i, "correct": bool(v)}) + "\n" for i, v in zip(item_ids, values)))
+        m = {"value": k / n, "n": n, "ci_low": lo, "ci_high": hi, "ci_method": "wilson", "higher_is_better": True,
+             "evaluator": "exact-match", "task": task}
+        if sample_field:
+            m["sample_field"] = sample_field
+        models[label] = {"path": f"/m/{label}", "stage": label, "role": "baseline" if label == baseline else "model",
+                         "samples": f"samples/{label}.jsonl", "metrics": {f"{task}/{metric}": m}}
+    (out / "metrics.json").write_text(json.dumps({"schema": "plinth.metrics/v1", "evaluator": "exact-match",
+                                                  "task": task, "baseline": baseline, "models": models}))
+    return out / "metrics.json"
+
+
+def write_manifest(root: Path, stages: dict[str, Path]) -> Path:
+    (root / "manifest.json").write_text(json.dumps({"stages": {
+        s: {"status": "complete", "outputs": {"metrics": {"kind": "metrics", "path": str(p.relative_to(root))}}}
+        for s, p in stages.items()}}))
+    return root
+
+
+def test_two_stages_scoring_the_same_task_get_a_column_each_with_their_own_baseline(tmp_path):
+    """eval_a: baseline + sft; eval_b (e.g. 4-shot): its own baseline `base4`, sft and kto. Old code named columns
+    per cell: kto (new to the table) landed in eval_a's column, and its delta was taken against eval_a's baseline."""
+    run = tmp_path / "run"
+    a = write_stage(run, "eval_a", "gsm8k", "exact_match",
+                    {"baseline": [1.0] * 20 + [0.0] * 80, "sft": [1.0] * 30 + [0.0] * 70}, "baseline")
+    b = write_stage(run, "eval_b", "gsm8k", "exact_match",
+                    {"base4": [1.0] * 50 + [0.0] * 50, "sft": [1.0] * 60 + [0.0] * 40,
+                     "kto": [1.0] * 55 + [0.0] * 45}, "base4")
+    table = load_run(write_manifest(run, {"eval_a": a, "eval_b": b}))
+    assert table.metrics == ["eval_a:gsm8k/exact_match", "eval_b:gsm8k/exact_match"]
+    assert table.get("kto", "eval_a:gsm8k/exact_match") is None
+    assert table.get("kto", "eval_b:gsm8k/exact_match").value == 0.55
+    assert table.get("base4", "eval_b:gsm8k/exact_match").value == 0.50
+    assert table.baseline_of("eval_b:gsm8k/exact_match") == "base4"
+    text = build_report(run, chart=False).text
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in text.splitlines() if line.startswith("| ")}
+    assert rows["kto"][0] == "—" and rows["kto"][1].startswith("0.550 [") and "(+0.050* paired)" in rows["kto"][1]
+    assert "(+0.100* paired)" in rows["sft"][0] and "(+0.100* paired)" in rows["sft"][1]  # vs 0.20 and vs 0.50
+    assert rows["base4"][0] == "—" and "(" not in rows["base4"][1]  # base4 is eval_b's baseline: no delta
+
+
+def test_paired_delta_from_per_sample_files_and_unpaired_fallback(tmp_path):
+    """sft = baseline plus 20 of 400 items fixed: unpaired, +0.05 is within noise; paired over the same items it
+    is clearly above 0. Misaligned ids or no sample_field fall back to unpaired, and the cell says so."""
+    import random
+
+    from plinth.stats import paired_bootstrap_interval
+    from plinth_evals.report import delta
+
+    rng = random.Random(0)
+    base = [1.0 if rng.random() < 0.5 else 0.0 for _ in range(400)]
+    sft = list(base)
+    for i in rng.sample([i for i, v in enumerate(base) if v == 0.0], 20):
+        sft[i] = 1.0
+    run = tmp_path / "run"
+    paths = {"eval": write_stage(run, "eval", "gsm8k", "exact_match",
+                                 {"baseline": base, "sft": sft, "shuffled": sft}, "baseline",
+                                 ids={"shuffled": list(range(1000, 1400))}),
+             "eval_old": write_stage(run, "eval_old", "old", "exact_match", {"baseline": base, "sft": sft},
+                                     "baseline", sample_field=None)}
+    table = load_run(write_manifest(run, paths))
+    dl = delta(table.get("sft", "gsm8k/exact_match"), table.get("baseline", "gsm8k/exact_match"))
+    assert dl.test == "paired" and (dl.low, dl.high) == paired_bootstrap_interval(sft, base) and dl.low > 0
+    text = build_report(run, chart=False).text
+    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "(+0.050* paired)" in lines["sft"] and "(+0.050 unpaired)" in lines["sft"]  # gsm8k paired, old not
+    assert "(+0.050 unpaired)" in lines["shuffled"]  # other item ids: not the same items
+    assert "paired = bootstrap over the items both models were scored on" in text
+
+
+def test_exact_match_run_reports_a_paired_delta(tmp_path, answer42, answer4):
+    """End to end: exact-match writes sample_field and samples; the report pairs them."""
+    from plinth_evals.exact_match import ExactMatch
+
+    from .conftest import context, model_art, write_jsonl
+
+    rows = [{"question": f"q{i}", "answer": "42" if i % 2 else "4"} for i in range(8)]
+    task = write_jsonl(tmp_path / "t.jsonl", rows)
+    out = ExactMatch({"task_file": str(task), "max_new_tokens": 4}).evaluate(
+        context(tmp_path, [model_art(answer42, label="m42")], baseline=model_art(answer4, label="base")))
+    metrics = Path(out["metrics"].path)
+    assert json.loads(metrics.read_text())["models"]["m42"]["metrics"]["t/exact_match"]["sample_field"] == "correct"
+    text = build_report(write_manifest(tmp_path, {"eval": metrics}), chart=False).text
+    assert "(+0.000 paired)" in [line for line in text.splitlines() if line.startswith("| m42 ")][0]

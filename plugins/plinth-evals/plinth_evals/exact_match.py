@@ -191,7 +191,7 @@ class ExactMatch(ModelEvaluator):
             scores.append(1.0 if correct else 0.0)
             samples.append({"id": it["id"], "prompt": prompt, "output": text, "extracted": answer,
                             "reference": it["reference"], "parsed": answer is not None, "correct": correct})
-        metric = proportion(scores, unparsed=unparsed, extractor=kind)
+        metric = proportion(scores, unparsed=unparsed, extractor=kind, sample_field="correct")
         return {"exact_match": metric}, samples
 
 

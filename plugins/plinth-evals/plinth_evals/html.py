@@ -27,10 +27,10 @@ img { max-width: 100%; margin-top: 1em; }
 
 
 def to_html(table: "Table", markdown: str, png: Path | None) -> str:
-    from .report import delta, fmt
+    from .report import LEGEND, better, cell_delta, delta_text, fmt, higher_is_better
 
     rows = []
-    head = "".join(f"<th>{html.escape(m)} {'↑' if _hib(table, m) else '↓'}</th>" for m in table.metrics)
+    head = "".join(f"<th>{html.escape(m)} {'↑' if higher_is_better(table, m) else '↓'}</th>" for m in table.metrics)
     for model in table.models:
         cls = ' class="baseline"' if model == table.baseline else ""
         tds = [f"<td{cls}>{html.escape(model)}{' (baseline)' if cls else ''}</td>"]
@@ -41,11 +41,10 @@ def to_html(table: "Table", markdown: str, png: Path | None) -> str:
                 continue
             text = (f"{fmt(cell.value)} <span class=ci>[{fmt(cell.ci_low)}, {fmt(cell.ci_high)}] "
                     f"n={cell.n}</span>")
-            base = table.get(table.baseline, metric) if table.baseline else None
-            if base is not None and model != table.baseline:
-                d, sig, better = delta(cell, base)
-                klass = ("sig-better" if better else "sig-worse") if sig else ""
-                text += f' <span class="{klass}">({"+" if d >= 0 else ""}{fmt(d)}{"*" if sig else ""})</span>'
+            dl = cell_delta(table, model, metric)
+            if dl is not None:
+                klass = ("sig-better" if better(cell, dl) else "sig-worse") if dl.significant else ""
+                text += f' <span class="{klass}">({html.escape(delta_text(dl))})</span>'
             tds.append(f"<td>{text}</td>")
         rows.append("<tr>" + "".join(tds) + "</tr>")
     img = ""
@@ -66,7 +65,7 @@ def to_html(table: "Table", markdown: str, png: Path | None) -> str:
 <style>{STYLE}</style></head>
 <body>
 <h1>plinth report: {html.escape(table.name)}</h1>
-<p>Each cell: value [95% interval] n=samples (delta to the baseline; * = its 95% interval excludes 0).</p>
+<p>{html.escape(LEGEND)}</p>
 <table id="metrics"><thead><tr><th>model</th>{head}</tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 {img}
@@ -75,10 +74,3 @@ def to_html(table: "Table", markdown: str, png: Path | None) -> str:
 </body></html>
 """
 
-
-def _hib(table: "Table", metric: str) -> bool:
-    for model in table.models:
-        cell = table.get(model, metric)
-        if cell is not None:
-            return cell.higher_is_better
-    return True

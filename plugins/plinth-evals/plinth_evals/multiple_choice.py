@@ -189,9 +189,11 @@ class MultipleChoice(ModelEvaluator):
             samples.append({"id": item.id, "question": item.question, "choices": item.choices,
                             "answer": item.labels[item.answer], "predicted": item.labels[pred],
                             "loglikelihoods": [round(x, 4) for x in lls], "correct": pred == item.answer})
-        metrics = {"accuracy": proportion(acc)}
+            if self.config.score == "text":
+                samples[-1]["correct_norm"] = pred_norm == item.answer
+        metrics = {"accuracy": proportion(acc, sample_field="correct")}
         if self.config.score == "text":
-            metrics["accuracy_norm"] = proportion(acc_norm)
+            metrics["accuracy_norm"] = proportion(acc_norm, sample_field="correct_norm")
         return metrics, samples
 
 
