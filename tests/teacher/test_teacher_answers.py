@@ -58,3 +58,7 @@ def test_parse_score_fallbacks_and_range():
     assert parse_score("7") == 7
     assert parse_score('{"score": 55}') is None
     assert parse_score("no idea") is None
+    # siblings of the normaliser crashes: no OverflowError, NaN and negative scores are out of range
+    assert parse_score('{"score": ' + "9" * 400 + "}") is None
+    assert parse_score('{"score": "NaN"}') is None and parse_score('{"score": "inf"}') is None
+    assert parse_score("Score: -3") is None and parse_score("-8/10") is None

@@ -120,12 +120,13 @@ def parse_score(text: str | None, low: float = 1, high: float = 10) -> float | N
             for key in ("score", "rating", "grade"):
                 if key in data:
                     v = float(data[key])
-                    return v if low <= v <= high else None
-    except (ValueError, TypeError):
+                    return v if low <= v <= high else None  # NaN compares False: out of range
+    except (ValueError, TypeError, OverflowError):  # OverflowError: a 400-digit JSON integer
         pass
     if not text:
         return None
-    for pat in (r"score\s*[:=]?\s*(\d+(?:\.\d+)?)", r"(\d+(?:\.\d+)?)\s*/\s*10", r"^\s*(\d+(?:\.\d+)?)\s*$"):
+    # a minus sign is kept so "score: -3" is out of range, not 3
+    for pat in (r"score\s*[:=]?\s*(-?\d+(?:\.\d+)?)", r"(-?\d+(?:\.\d+)?)\s*/\s*10", r"^\s*(-?\d+(?:\.\d+)?)\s*$"):
         m = re.search(pat, text, re.IGNORECASE | re.MULTILINE)
         if m:
             v = float(m.group(1))
