@@ -78,7 +78,7 @@ def test_peak_memory_is_a_fraction_of_full_log_softmax():
     full = bench.measure("full", 512, 151936)
     target = bench.measure("target", 512, 151936)
     mib = 1 << 20
-    assert full["peak_extra_bytes"] > 500 * mib
+    assert full["peak_extra_bytes"] > 500 * mib, (full, target)
     assert target["peak_extra_bytes"] < 200 * mib
     assert full["peak_extra_bytes"] / target["peak_extra_bytes"] > 3
     assert target["total"] == pytest.approx(full["total"], rel=1e-5) and target["greedy"] == full["greedy"]
