@@ -15,9 +15,12 @@ the method returns its output artifacts by name. Nothing here imports torch or t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Collection
 
 from pydantic import BaseModel, ConfigDict
+
+from .fileparams import file_field  # noqa: F401  (re-exported: components declare file parameters with it)
 
 if TYPE_CHECKING:
     from .artifacts import Artifact
@@ -38,8 +41,12 @@ class Component:
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
     #: input names this component requires (checked by `plinth validate` against the stage's `inputs`).
     required_inputs: ClassVar[tuple[str, ...]] = ()
-    #: output names it returns; when declared, `plinth validate` checks references like "sft.model" against them.
-    outputs: ClassVar[tuple[str, ...]] = ()
+    #: the inputs it reads: name -> accepted artifact kind(s). When declared, `plinth validate` refuses other
+    #: input names and artifacts of other kinds.
+    input_kinds: ClassVar[dict[str, str | tuple[str, ...]]] = {}
+    #: what it returns: name -> artifact kind (or a tuple of names, kinds unchecked). `plinth validate` checks
+    #: references like "sft.model" against `declared_outputs()`, which is this unless a component overrides it.
+    outputs: ClassVar[dict[str, str] | tuple[str, ...]] = ()
 
     def __init__(self, config: ComponentConfig | dict[str, Any] | None = None):
         if config is None:
@@ -51,6 +58,18 @@ class Component:
     def run(self, ctx: "StageContext") -> dict[str, "Artifact"]:
         """Dispatch to the slot's method; the runner calls this."""
         return getattr(self, self.method)(ctx)
+
+    def declared_outputs(self, inputs: Collection[str] = ()) -> dict[str, str]:
+        """Output name -> kind ("" when not declared) this stage returns, given its config and wired input names.
+        Override when the outputs depend on them (e.g. a generator that writes an `eval` split only if asked)."""
+        out = type(self).outputs
+        return dict(out) if isinstance(out, dict) else {name: "" for name in out}
+
+    def check(self, inputs: dict[str, list[Path | None]]) -> list[str]:
+        """Cheap checks `plinth validate` runs before any stage works: model names resolve, the first rows of a
+        dataset file have the needed fields, merged models share a shape. `inputs` holds each wired input's paths
+        (None where an earlier stage will make it). Returns "field: problem" lines; reads no weights."""
+        return []
 
 
 class Generator(Component):

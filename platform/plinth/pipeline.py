@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import fileparams, validate
 from .artifacts import Artifact
 from .components import SLOTS, Component, Strategy
 from .errors import ConfigError, UnknownComponentError
@@ -106,16 +107,21 @@ class PlannedStage:
     inputs: dict[str, Any]  # name -> ("ref", stage_id, output) | ("path", ExternalInput) | list of those
     distribution: str = ""
     version: str = ""
+    files: list[fileparams.FileParam] = field(default_factory=list)  # file parameters of component and strategy
 
     def config_hash(self) -> str:
+        """Component, version and both configs; file parameters count by their content, not their path."""
+        resolved = {fp.value for fp in self.files if fp.files()}
         payload = {
             "component": self.component_name,
             "distribution": self.distribution,
             "version": self.version,
-            "config": self.component.config.model_dump(mode="json"),
+            "config": _without(self.component.config.model_dump(mode="json"), resolved),
             "strategy": self.strategy_name,
-            "strategy_config": self.strategy.config.model_dump(mode="json"),
+            "strategy_config": _without(self.strategy.config.model_dump(mode="json"), resolved),
         }
+        if self.files:
+            payload["files"] = fileparams.digest(self.files)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
@@ -148,6 +154,30 @@ class Plan:
         raise KeyError(stage_id)
 
 
+def _without(data: Any, paths: set[str]) -> Any:
+    """`data` with every string that is a resolved file path replaced by a marker (its content is hashed)."""
+    if isinstance(data, dict):
+        return {k: _without(v, paths) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_without(v, paths) for v in data]
+    return "<file>" if isinstance(data, str) and data in paths else data
+
+
+@dataclass
+class _Built:
+    """A stage whose component and strategy configs validated."""
+
+    name: str
+    component: Component
+    strategy_name: str
+    strategy: Strategy
+    strategy_params: dict[str, Any]
+    entry: Any
+    params: dict[str, Any]
+    files: list[fileparams.FileParam]
+    strategy_files: list[fileparams.FileParam]
+
+
 def _inputs_json(inputs: dict[str, Any]) -> dict[str, Any]:
     def one(v: Any) -> Any:
         if v[0] == "ref":
@@ -163,6 +193,12 @@ def read_toml(path: Path) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such pipeline file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give a pipeline .toml file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the pipeline file ({exc.strerror or exc})") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -238,9 +274,9 @@ def build_plan(
     except ValidationError as exc:
         raise ConfigError(_format_validation(path, "", exc)) from None
 
-    errors: list[str] = []
+    errors: list[str] = validate.check_stage_names(path, list(spec.stages))
     order = list(spec.stages)
-    built: dict[str, tuple[str, Component, str, Strategy, dict[str, Any], Any]] = {}
+    built: dict[str, _Built] = {}
     for name, st in spec.stages.items():
         where = f"stages.{name}"
         if st.slot not in SLOTS or st.slot == "strategy":
@@ -259,14 +295,17 @@ def build_plan(
         except UnknownComponentError as exc:
             errors.append(f"{path}: {where}.component: {exc}")
             continue
+        params = copy.deepcopy(st.params)
+        files = fileparams.resolve_raw(cls.Config, params, path.parent)
         try:
-            component = cls(cls.Config.model_validate(st.params))
+            component = cls(cls.Config.model_validate(params))
         except ValidationError as exc:
             errors.append(_format_validation(path, where, exc))
             continue
         strat_name, strat_params = _strategy_spec(st.strategy, registry)
         try:
             strat_cls = plugins.get("strategy", strat_name)
+            strategy_files = fileparams.resolve_raw(strat_cls.Config, strat_params, path.parent)
             strategy = strat_cls(strat_cls.Config.model_validate(strat_params))
         except UnknownComponentError as exc:
             errors.append(f"{path}: {where}.strategy: {exc}")
@@ -278,17 +317,13 @@ def build_plan(
         if missing:
             errors.append(f"{path}: {where}.inputs: component '{comp_name}' needs input(s) {missing}")
         entry = plugins.entry(st.slot, comp_name)
-        built[name] = (comp_name, component, strat_name, strategy, strat_params, entry)
+        built[name] = _Built(comp_name, component, strat_name, strategy, strat_params, entry, params, files,
+                             strategy_files)
 
-    # input references: to earlier stages only, with declared outputs when the producer declares them
-    for name, st in spec.stages.items():
-        for key, value in st.inputs.items():
-            for v in value if isinstance(value, list) else [value]:
-                if isinstance(v, ExternalInput):
-                    continue
-                err = _check_ref(v, name, order, built, spec)
-                if err:
-                    errors.append(f"{path}: stages.{name}.inputs.{key}: {err}")
+    errors.extend(validate.check_inputs(path, spec, built))
+    for name, b in built.items():
+        file_errors = validate.check_files(path, name, b)
+        errors.extend(file_errors or validate.check_component(path, name, spec.stages[name], b))
 
     rounds, group = 1, []
     if spec.repeat is not None:
@@ -315,21 +350,6 @@ def _strategy_spec(value: str | dict[str, Any] | None, registry: Registry) -> tu
     params = dict(value)
     name = params.pop("name", None) or registry.default_for("strategy")[0] or "single"
     return name, params
-
-
-def _check_ref(ref: str, stage: str, order: list[str], built: dict[str, Any], spec: PipelineFile) -> str | None:
-    if "." not in ref:
-        return f"'{ref}' must be 'stage.output' (e.g. 'sft.model') or a table {{ path = ..., kind = ... }}"
-    src, out = ref.split(".", 1)
-    if src not in spec.stages:
-        return f"no stage '{src}' (stages are {', '.join(order)})"
-    if order.index(src) >= order.index(stage):
-        return f"stage '{src}' does not run before '{stage}'; inputs may only name earlier stages"
-    if src in built:
-        declared = type(built[src][1]).outputs
-        if declared and out not in declared:
-            return f"stage '{src}' ({built[src][0]}) has no output '{out}'; it produces {', '.join(declared)}"
-    return None
 
 
 def _check_repeat(path: Path, spec: PipelineFile, order: list[str]) -> list[str]:
@@ -373,15 +393,16 @@ def _expand(spec: PipelineFile, built: dict[str, Any], order: list[str], rounds:
 
     def instance(name: str, rnd: int) -> PlannedStage:
         st = spec.stages[name]
-        comp_name, component, strat_name, strategy, strat_params, entry = built[name]
+        b = built[name]
         inputs = {
             k: [resolve(name, k, x, rnd) for x in v] if isinstance(v, list) else resolve(name, k, v, rnd)
             for k, v in st.inputs.items()
         }
         return PlannedStage(
-            id=stage_id(name, rnd), name=name, round=rnd, slot=st.slot, component_name=comp_name,
-            component=component, strategy_name=strat_name, strategy=strategy, strategy_params=strat_params,
-            params=st.params, inputs=inputs, distribution=entry.distribution, version=_dist_version(entry),
+            id=stage_id(name, rnd), name=name, round=rnd, slot=st.slot, component_name=b.name,
+            component=b.component, strategy_name=b.strategy_name, strategy=b.strategy,
+            strategy_params=b.strategy_params, params=b.params, inputs=inputs, distribution=b.entry.distribution,
+            version=_dist_version(b.entry), files=b.files + b.strategy_files,
         )
 
     planned: list[PlannedStage] = []
@@ -440,3 +461,14 @@ def resolve_inputs(stage: PlannedStage, outputs: dict[str, dict[str, Artifact]],
         return Artifact(kind=art.kind, path=art.path, meta=meta)
 
     return {k: [one(x) for x in v] if isinstance(v, list) else one(v) for k, v in stage.inputs.items()}
+
+
+def check_stage_ids(plan: Plan, names: list[str], option: str = "--force") -> None:
+    """Refuse stage names (as given to --force) that are neither a stage of the plan nor a round of one."""
+    known = {s.id for s in plan.stages} | {s.name for s in plan.stages}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(
+            f"{plan.path}: {option} {', '.join(unknown)}: no such stage; stages are "
+            f"{', '.join(s.id for s in plan.stages)}"
+        )
