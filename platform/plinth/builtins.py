@@ -140,16 +140,10 @@ def plinth_run_finished(run, status):
     """The stage table and where the run lives, before plugins print their results (the report comes last)."""
     if not getattr(run, "echo", True) or not run.manifest:
         return
-    from rich.console import Console
-    from rich.table import Table
-
     from .runner import summary_rows
+    from .tables import print_table
 
-    table = Table(title=f"run {run.run_dir}")
-    for col in ("stage", "component", "status", "seconds", "outputs"):
-        table.add_column(col)
-    for row in summary_rows(run):
-        table.add_row(*row)
-    Console(stderr=True).print(table)
+    print_table(f"run {run.run_dir}", ("stage", "component", "status", "seconds", "outputs"), summary_rows(run),
+                stderr=True)
     if status == "complete":
         print(f"run complete: {run.run_dir}", file=sys.stderr, flush=True)

@@ -100,17 +100,14 @@ def cmd_plugins(args) -> int:
     if args.json:
         print(json.dumps({"plugins": infos}, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from .tables import print_table
 
-    table = Table(title="plinth plugins")
-    for col in ("plugin", "distribution", "version", "components", "hooks", "error"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for p in infos:
         comps = "\n".join(f"{slot}: {', '.join(names)}" for slot, names in p["components"].items())
         hooks = ", ".join(h.removeprefix("plinth_") for h in p["hooks"])
-        table.add_row(p["name"], p["distribution"], p["version"], comps, hooks, p["error"] or "")
-    Console().print(table)
+        rows.append((p["name"], p["distribution"], p["version"], comps, hooks, p["error"] or ""))
+    print_table("plinth plugins", ("plugin", "distribution", "version", "components", "hooks", "error"), rows)
     return 0
 
 
@@ -144,17 +141,15 @@ def cmd_registry(args) -> int:
     if args.json:
         print(json.dumps({"registry": str(registry.path) if registry.path else None, "slots": rows}, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from .tables import print_table
 
-    table = Table(title=f"registry: {registry.path or 'none (built-in defaults)'}")
-    for col in ("slot", "default", "from", "provided by", "available"):
-        table.add_column(col, overflow="fold")
+    cells = []
     for r in rows:
         missing = r["component"] and not r["provided_by"]
         comp = f"[red]{r['component']} (not installed)[/red]" if missing else (r["component"] or "-")
-        table.add_row(r["slot"], comp, r["source"], r["provided_by"] or "", ", ".join(r["available"]))
-    Console().print(table)
+        cells.append((r["slot"], comp, r["source"], r["provided_by"] or "", ", ".join(r["available"])))
+    print_table(f"registry: {registry.path or 'none (built-in defaults)'}",
+                ("slot", "default", "from", "provided by", "available"), cells)
     print("Resolution order: --set STAGE.component > pipeline file > registry.toml > built-in default")
     return 0
 
@@ -169,21 +164,45 @@ def cmd_describe(args) -> int:
     if args.json:
         print(json.dumps(schema, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from .fileparams import MARK
+    from .tables import print_table
 
     doc = (cls.__doc__ or "").strip().splitlines()
-    table = Table(title=f"{args.slot} '{args.name}' ({entry.distribution}): {doc[0] if doc else ''}")
-    for col in ("parameter", "type", "default", "description"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for name, field in cls.Config.model_fields.items():
         default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-        ann = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
-        table.add_row(name, ann, default, field.description or "")
-    Console().print(table)
-    if cls.required_inputs or cls.outputs:
-        print(f"inputs required: {', '.join(cls.required_inputs) or '-'}; outputs: {', '.join(cls.outputs) or '-'}")
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        note = {"path": " (a file or folder, relative to the pipeline file)",
+                "glob": " (files or glob patterns, relative to the pipeline file)",
+                "path_or_name": " (a name, or a path relative to the pipeline file)"}.get(extra.get(MARK), "")
+        rows.append((field.alias or name, type_text(field.annotation), default, (field.description or "") + note))
+    print_table(f"{args.slot} '{args.name}' ({entry.distribution}): {doc[0] if doc else ''}",
+                ("parameter", "type", "default", "description"), rows)
+    outputs = dict(cls.outputs) if isinstance(cls.outputs, dict) else {n: "" for n in cls.outputs}
+    ins = ", ".join(f"{k} ({v if isinstance(v, str) else ' | '.join(v)})" for k, v in cls.input_kinds.items())
+    outs = ", ".join(f"{k} ({v})" if v else k for k, v in outputs.items())
+    print(f"inputs: {ins or '-'}; required: {', '.join(cls.required_inputs) or '-'}")
+    print(f"outputs: {outs or '-'}")
     return 0
+
+
+def type_text(annotation) -> str:
+    """A parameter's type as a user writes it: Literal choices spelled out, Optional as `| None`."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is typing.Annotated:
+        return type_text(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_text(a) for a in args)
+    if annotation is type(None):
+        return "None"
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(type_text(a) for a in args)}]"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
 
 
 def _plan(args):

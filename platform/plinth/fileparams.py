@@ -34,6 +34,8 @@ def file_field(default: Any = ..., *, kind: FileKind = "path", **kwargs: Any) ->
     """`pydantic.Field` for a parameter naming files (str, str | None or list[str]); see the module docstring."""
     extra = dict(kwargs.pop("json_schema_extra", None) or {})
     extra[MARK] = kind
+    if "default_factory" in kwargs:
+        return Field(json_schema_extra=extra, **kwargs)
     return Field(default, json_schema_extra=extra, **kwargs)
 
 

@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..components import ComponentConfig
+from ..fileparams import file_field
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -67,8 +68,8 @@ class LoraSettings(BaseModel):
 class TrainingConfig(ComponentConfig):
     """Parameters common to plinth's Hugging Face trainers (names follow trl / transformers where they exist)."""
 
-    model: str | None = Field(
-        None,
+    model: str | None = file_field(
+        None, kind="path_or_name",
         description="starting model: local folder, alias (smollm2-135m-instruct, qwen2-0.5b-instruct) or hub id. "
         f"Unset: the stage's `model` input if wired, else {DEFAULT_MODEL!r}",
     )
@@ -88,7 +89,7 @@ class TrainingConfig(ComponentConfig):
     optimizer: str = Field("adamw_torch", description="transformers optim name (adamw_torch, adafactor, sgd, ...)")
     max_grad_norm: float = Field(1.0, ge=0.0, description="gradient clipping norm (0 disables)")
     epochs: float = Field(1.0, gt=0, description="passes over the data (ignored when max_steps > 0)")
-    max_steps: int = Field(-1, description="total optimizer steps; -1 uses `epochs`")
+    max_steps: int = Field(-1, ge=-1, description="total optimizer steps (> 0); -1 uses `epochs`")
     batch_size: int = Field(4, ge=1, description="per-device batch size")
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
     max_length: int = Field(1024, ge=8, description="maximum tokens per example (prompt + completion)")
@@ -120,6 +121,13 @@ class TrainingConfig(ComponentConfig):
     trainer_args: dict[str, Any] = Field(
         default_factory=dict, description="extra transformers/trl TrainingArguments keys, passed through last"
     )
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("max_steps = 0 trains nothing; give a positive number of steps, or -1 to use `epochs`")
+        return value
 
 
 def config_fingerprint(config: BaseModel) -> str:

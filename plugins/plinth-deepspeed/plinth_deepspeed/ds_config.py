@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from plinth import ComponentConfig, ConfigError
+from plinth.fileparams import file_field
 
 
 class DeepSpeedConfig(ComponentConfig):
@@ -39,7 +40,9 @@ class DeepSpeedConfig(ComponentConfig):
     gather_weights_on_save: bool = Field(
         True, description="ZeRO-3: gather full 16-bit weights when saving, so the output is a normal model folder"
     )
-    config_file: str | None = Field(None, description="a DeepSpeed JSON file used as the base (user settings win)")
+    config_file: str | None = file_field(
+        None, description="a DeepSpeed JSON file used as the base (user settings win); relative to the pipeline file"
+    )
     extra: dict[str, Any] = Field(default_factory=dict, description="keys merged into the generated JSON last")
 
     @model_validator(mode="after")
@@ -52,8 +55,13 @@ class DeepSpeedConfig(ComponentConfig):
             raise ValueError("nvme offload needs nvme_path")
         if self.nnodes > 1 and self.master_port == 0:
             raise ValueError("multi-node runs need an explicit master_port (the same on every node)")
-        if self.config_file is not None and not Path(self.config_file).is_file():
-            raise ValueError(f"config_file {self.config_file!r}: no such file")
+        if self.config_file is not None:
+            if not Path(self.config_file).is_file():
+                raise ValueError(f"config_file {self.config_file!r}: no such file")
+            try:
+                json.loads(Path(self.config_file).read_text(encoding="utf-8"))
+            except (ValueError, OSError) as exc:
+                raise ValueError(f"config_file {self.config_file}: not valid JSON ({exc})") from None
         return self
 
 

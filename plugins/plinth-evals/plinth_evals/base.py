@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from plinth import Artifact, ComponentConfig, Evaluator, StageContext
+from plinth.fileparams import file_field
 
 from .lm import EvalModel
 from .results import Metric, MetricsWriter, ModelRef, collect_models
@@ -21,8 +22,8 @@ from .results import Metric, MetricsWriter, ModelRef, collect_models
 
 class ModelEvalConfig(ComponentConfig):
     task_name: str | None = Field(None, description="name used in metric names (default: the task file's stem)")
-    baseline: str | None = Field(
-        None, description="baseline model alias or folder (alternative to a `baseline` input artifact)"
+    baseline: str | None = file_field(
+        None, kind="path_or_name", description="baseline model alias or folder (alternative to a `baseline` input artifact)"
     )
     baseline_label: str = Field("baseline", description="label of the baseline in tables")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N items (quick checks)")
@@ -37,6 +38,43 @@ class ModelEvaluator(Evaluator):
     name = "evaluator"
     require_baseline = False
     Config = ModelEvalConfig
+    input_kinds = {"models": "model", "baseline": "model", "task": "dataset"}
+    outputs = {"metrics": "metrics", "samples": "samples"}
+    #: (task-file parameter, its field-names parameter) pairs whose first row `plinth validate` checks
+    task_fields: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    def check(self, inputs: dict[str, list[Any]]) -> list[str]:
+        """Validate-time: something to evaluate, a baseline that resolves, task files whose first row has the
+        fields this evaluator reads."""
+        from plinth.lm.checks import model_problem
+
+        from .tasks import field_of, read_rows
+
+        c, problems = self.config, []
+        if c.baseline is not None:
+            if "baseline" in inputs:
+                problems.append("baseline: given both as an input and as a parameter; keep one")
+            elif problem := model_problem(c.baseline):
+                problems.append(f"baseline: {problem}")
+        has_baseline = "baseline" in inputs or c.baseline is not None
+        if not inputs.get("models") and not has_baseline:
+            problems.append('inputs: nothing to evaluate; wire `inputs = { models = ["sft.model"] }` and/or a baseline')
+        elif self.require_baseline and not has_baseline:
+            problems.append("inputs: this evaluator compares against a baseline; give input `baseline` or "
+                            "parameter `baseline`")
+        for file_key, fields_key in self.task_fields:
+            path = getattr(c, file_key, None)
+            if not path or not Path(path).is_file() or path.endswith(".txt"):
+                continue
+            try:
+                rows = read_rows(path)
+                if not rows:
+                    problems.append(f"{file_key}: {path} holds no rows")
+                    continue
+                field_of(rows[0], getattr(c, fields_key), path, fields_key)
+            except Exception as exc:  # noqa: BLE001 - a broken file is a problem to list, not a traceback
+                problems.append(f"{file_key}: {str(exc).splitlines()[0]}")
+        return problems
 
     def task_name(self, default_path: str | Path | None) -> str:
         if self.config.task_name:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from plinth import ConfigError, StageContext
+from plinth.fileparams import file_field
 from plinth.lm.answers import answers_match
 
 from . import extract as ex
@@ -25,7 +26,7 @@ from .tasks import field_of, read_rows
 
 
 class ExactMatchConfig(ModelEvalConfig):
-    task_file: str | None = Field(
+    task_file: str | None = file_field(
         None, description="local JSONL/JSON/CSV task file (or a `task` dataset input, or reasoning_gym)"
     )
     reasoning_gym: str | None = Field(None, description="a reasoning-gym task name, e.g. 'basic_arithmetic'")
@@ -40,7 +41,7 @@ class ExactMatchConfig(ModelEvalConfig):
                                             "rules), else as text; false: always as text")
     case_sensitive: bool = Field(False, description="string comparison is case-sensitive")
     few_shot: int = Field(0, ge=0, description="number of worked examples in each prompt (paper: GSM8K 4-shot)")
-    few_shot_file: str | None = Field(None, description="examples file (default: the first rows of task_file)")
+    few_shot_file: str | None = file_field(None, description="examples file (default: the first rows of task_file)")
     prompt_template: str = Field("Question: {question}\nAnswer:", description="prompt for one item")
     example_template: str = Field("Question: {question}\nAnswer: {answer}\n\n",
                                   description="one few-shot example (plain prompts)")
@@ -79,6 +80,18 @@ class ExactMatch(ModelEvaluator):
 
     name = "exact-match"
     Config = ExactMatchConfig
+    task_fields = (("task_file", "question_field"), ("task_file", "answer_field"))
+
+    def check(self, inputs: dict[str, list[Any]]) -> list[str]:
+        c, problems = self.config, super().check(inputs)
+        given = [k for k, on in (("task_file", c.task_file), ("reasoning_gym", c.reasoning_gym),
+                                 ("a `task` input", "task" in inputs)) if on]
+        if len(given) > 1:
+            problems.append(f"task_file: {' and '.join(given)} are given; keep one")
+        elif not given:
+            problems.append('task_file: nothing to evaluate on; set `task_file`, `reasoning_gym`, or wire '
+                            '`inputs = { task = "data.eval" }`')
+        return problems
 
     # -- task -------------------------------------------------------------------------------------------
     def prepare(self, ctx: StageContext) -> Prepared:

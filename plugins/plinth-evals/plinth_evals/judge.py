@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from plinth import Artifact, ConfigError, StageContext
+from plinth.fileparams import file_field
 from plinth.lm.chat import make_backend
 
 from .base import ModelEvalConfig, ModelEvaluator
@@ -34,7 +35,7 @@ VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 
 
 class JudgeConfig(ModelEvalConfig):
-    task_file: str = Field(..., description="JSONL/JSON/CSV of prompts to answer")
+    task_file: str = file_field(..., description="JSONL/JSON/CSV of prompts to answer")
     prompt_field: list[str] = Field(["prompt", "question", "instruction"], description="prompt field names")
     judge_backend: str = Field(..., description="registered chat back end name (e.g. 'hf', 'openai')")
     judge: dict[str, Any] = Field(default_factory=dict, description="the back end's config (model, url, ...)")
@@ -60,6 +61,7 @@ class Judge(ModelEvaluator):
 
     name = "judge"
     Config = JudgeConfig
+    task_fields = (("task_file", "prompt_field"),)
     require_baseline = True
 
     def evaluate(self, ctx: StageContext) -> dict[str, Artifact]:

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from plinth import Artifact, ConfigError, StageContext
+from plinth.fileparams import file_field
 from plinth.stats import z_value
 
 from .base import ModelEvalConfig, ModelEvaluator
@@ -26,7 +27,7 @@ DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16", "fp16": "float1
 
 class LMEvalConfig(ModelEvalConfig):
     tasks: list[str] = Field(..., min_length=1, description="harness task (or group) names")
-    include_path: list[str] = Field(default_factory=list, description="folders/YAML files of custom tasks")
+    include_path: list[str] = file_field(default_factory=list, description="folders/YAML files of custom tasks")
     include_defaults: bool = Field(True, description="also index the harness's built-in tasks (slower start; "
                                                      "false when only custom tasks are used)")
     num_fewshot: int | None = Field(None, ge=0, description="few-shot examples (default: each task's own)")

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from plinth import ConfigError, StageContext
+from plinth.fileparams import file_field
 
 from .base import ModelEvalConfig, ModelEvaluator
 from .lm import EvalModel
@@ -31,9 +32,9 @@ LETTERS = "ABCDEFGHIJ"
 
 
 class MultipleChoiceConfig(ModelEvalConfig):
-    task_file: str = Field(..., description="JSONL/JSON (question, choices list or A..D, answer) or CSV (MMLU "
+    task_file: str = file_field(..., description="JSONL/JSON (question, choices list or A..D, answer) or CSV (MMLU "
                                             "header-less, C-Eval/CMMLU with header)")
-    dev_file: str | None = Field(None, description="few-shot examples file (default: the first rows of task_file)")
+    dev_file: str | None = file_field(None, description="few-shot examples file (default: the first rows of task_file)")
     few_shot: int = Field(0, ge=0, description="worked examples before each question (0 = zero-shot)")
     subject: str | None = Field(None, description="subject for the MMLU header 'The following are multiple choice "
                                                   "questions (with answers) about {subject}.'")
@@ -71,6 +72,7 @@ class MultipleChoice(ModelEvaluator):
 
     name = "multiple-choice"
     Config = MultipleChoiceConfig
+    task_fields = (("task_file", "question_field"), ("task_file", "answer_field"))
 
     def prepare(self, ctx: StageContext) -> Prepared:
         c = self.config

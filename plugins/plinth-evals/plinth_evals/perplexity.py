@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from plinth import ConfigError, StageContext
+from plinth.fileparams import file_field
 from plinth.stats import bootstrap_interval
 
 from .base import ModelEvalConfig, ModelEvaluator
@@ -24,11 +25,17 @@ from .tasks import field_of, read_rows
 
 
 class PerplexityConfig(ModelEvalConfig):
-    task_file: str = Field(..., description="JSONL/JSON/CSV with one document per row, or a .txt file (one "
+    task_file: str = file_field(..., description="JSONL/JSON/CSV with one document per row, or a .txt file (one "
                                             "document per blank-line-separated paragraph)")
     text_field: list[str] = Field(["text", "content", "document"], description="text field names, first found")
     max_length: int = Field(512, ge=2, description="tokens per scoring window")
     context: int = Field(64, ge=0, description="tokens carried over from the previous window as context")
+
+    @model_validator(mode="after")
+    def _window(self) -> "PerplexityConfig":
+        if self.context >= self.max_length:
+            raise ValueError(f"context ({self.context}) must be smaller than max_length ({self.max_length})")
+        return self
 
 
 @dataclass
@@ -42,6 +49,7 @@ class Perplexity(ModelEvaluator):
 
     name = "perplexity"
     Config = PerplexityConfig
+    task_fields = (("task_file", "text_field"),)
 
     def prepare(self, ctx: StageContext) -> Prepared:
         c = self.config

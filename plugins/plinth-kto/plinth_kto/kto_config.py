@@ -6,7 +6,7 @@ Ethayarajh et al. (2024), sec. 4: with n_D desirable and n_U undesirable example
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -23,7 +23,7 @@ class KTOConfig(TrainingConfig):
         4, ge=2, description="per-device batch size; at least 2 (the KL estimate pairs examples within a batch)"
     )
     beta: float = Field(0.1, gt=0, description="strength of the pull towards the reference model")
-    desirable_weight: float | Literal["auto"] = Field(
+    desirable_weight: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
         1.0, description='weight of desirable examples; "auto" applies the paper\'s [1, 4/3] balance rule'
     )
     undesirable_weight: float = Field(1.0, gt=0, description="weight of undesirable examples")

@@ -20,6 +20,14 @@ log = logging.getLogger("plinth.kto")
 class KTOTrainer(Trainer):
     Config = KTOConfig
     required_inputs = ("dataset",)
+    input_kinds = {"dataset": "dataset", "eval_dataset": "dataset", "model": "model"}
+    outputs = {"model": "model", "metrics": "metrics"}
+
+    def check(self, inputs: dict[str, list[Any]]) -> list[str]:
+        """Validate-time: one starting model that resolves, and the first rows of dataset files given by path."""
+        from plinth.lm.checks import kto_fields, trainer_problems
+
+        return trainer_problems(self.config, inputs, kto_fields)
 
     def prepare(self, ctx: StageContext) -> dict[str, Any]:
         """Data checks, class weights, model resolution and length policy: all before any weights load."""

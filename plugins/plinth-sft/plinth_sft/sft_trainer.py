@@ -20,6 +20,14 @@ log = logging.getLogger("plinth.sft")
 class SFTTrainer(Trainer):
     Config = SFTConfig
     required_inputs = ("dataset",)
+    input_kinds = {"dataset": "dataset", "eval_dataset": "dataset", "model": "model"}
+    outputs = {"model": "model", "metrics": "metrics"}
+
+    def check(self, inputs: dict[str, list[Any]]) -> list[str]:
+        """Validate-time: one starting model that resolves, and the first rows of dataset files given by path."""
+        from plinth.lm.checks import trainer_problems
+
+        return trainer_problems(self.config, inputs, T.check_sft_rows)
 
     def prepare(self, ctx: StageContext) -> dict[str, Any]:
         """Everything that can fail on bad input, before loading weights: data checks, model resolution, lengths."""

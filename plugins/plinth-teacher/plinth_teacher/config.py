@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from plinth.components import ComponentConfig
+from plinth.fileparams import file_field
 
 from .prompts import DEFAULT_RUBRIC, DEFAULT_SAFETY_RULES, OPERATORS
 
@@ -28,7 +29,7 @@ class SeedsConfig(ComponentConfig):
         default_factory=dict,
         description="per-task reasoning-gym settings, e.g. { basic_arithmetic = { max_terms = 2, max_digits = 1 } }",
     )
-    path: str | None = Field(None, description="local JSONL/JSON/Parquet file of prompts (and optional answers)")
+    path: str | None = file_field(None, description="local JSONL/JSON/Parquet file of prompts (and optional answers)")
     prompt_field: str | None = Field(None, description="prompt column of `path` (default: prompt/question/instruction/"
                                      "input/problem/query or the first user message of `messages`)")
     answer_field: str | None = Field(None, description="reference-answer column of `path` (default: answer/reference/"
@@ -69,7 +70,7 @@ class DedupConfig(ComponentConfig):
     unit: Literal["word", "char"] = Field("word", description="shingle unit")
     num_perm: int = Field(64, ge=4, description="MinHash permutations")
     against_seeds: bool = Field(True, description="also drop generated prompts that near-duplicate a seed")
-    decontaminate: list[str] = Field(default_factory=list, description="evaluation sets (JSONL/JSON/Parquet paths) "
+    decontaminate: list[str] = file_field(default_factory=list, description="evaluation sets (JSONL/JSON/Parquet paths) "
                                      "whose prompts must not appear in training data")
     decontam_ngram: int = Field(8, ge=3, description="a shared word n-gram of this length with an eval prompt contaminates")
     decontam_threshold: float = Field(0.6, gt=0, le=1, description="or a trigram Jaccard at or above this")
@@ -97,7 +98,7 @@ class SafetyConfig(ComponentConfig):
 
 class KTOConfig(ComponentConfig):
     enabled: bool = Field(True, description="build the KTO dataset from the student's own answers")
-    student: str | None = Field("smollm2-135m-instruct", description="student model (alias or folder); an input "
+    student: str | None = file_field("smollm2-135m-instruct", kind="path_or_name", description="student model (alias or folder); an input "
                                 "artifact named `student` overrides it (e.g. \"sft.model\": on-policy data for SFT -> KTO)")
     prompts: int | None = Field(None, ge=1, description="sample the student on the first N accepted prompts only "
                                 "(a KTO stage trains on max_steps x batch_size rows; more samples are wasted)")

@@ -40,6 +40,39 @@ class TeacherGenerator(Generator):
     """Teacher-guided alignment data for a small student (paper A): SFT, KTO, held-out eval set and stats."""
 
     Config = TeacherConfig
+    input_kinds = {"student": "model", "items": "dataset"}
+    outputs = {"sft": "dataset", "kto": "dataset", "eval": "dataset", "items": "dataset", "decisions": "samples",
+               "stats": "metrics"}
+
+    def declared_outputs(self, inputs=()) -> dict[str, str]:
+        """With an `items` input only KTO data and stats; else SFT data, items, decisions and stats, plus KTO data
+        when kto.enabled and the held-out `eval` set when output.eval_size > 0."""
+        out = dict(self.outputs)
+        if "items" in inputs:
+            return {k: out[k] for k in ("kto", "stats")}
+        if not self.config.kto.enabled:
+            del out["kto"]
+        if not self.config.output.eval_size:
+            del out["eval"]
+        return out
+
+    def check(self, inputs: dict[str, list[Any]]) -> list[str]:
+        """Validate-time: the student and an hf teacher resolve; an `items` input needs kto.enabled."""
+        from plinth.lm.checks import model_problem
+
+        c, problems = self.config, []
+        if "items" in inputs and not c.kto.enabled:
+            problems.append("kto.enabled: an `items` input only builds KTO data; set kto.enabled = true")
+        if c.kto.enabled and "student" not in inputs:
+            if c.kto.student is None:
+                problems.append("kto.student: kto.enabled needs kto.student (a model alias or folder) or an input "
+                                "`student`")
+            elif problem := model_problem(c.kto.student):
+                problems.append(f"kto.student: {problem}")
+        if c.backend == "hf" and isinstance(c.teacher.get("model"), str):
+            if problem := model_problem(c.teacher["model"]):
+                problems.append(f"teacher.model: {problem}")
+        return problems
 
     # -- back ends -------------------------------------------------------------------------------------
     def _cache_dir(self, ctx: StageContext) -> Path:

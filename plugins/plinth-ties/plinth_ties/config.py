@@ -7,13 +7,17 @@ external input's `label`) - the mergekit habit of giving parameters per model, w
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import ConfigDict, Field
 
 from plinth import ComponentConfig
+from plinth.fileparams import file_field
 
 PerModel = Union[float, list[float], dict[str, float]]
+#: a keep probability / fraction per model, each in (0, 1]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+PerModelFraction = Union[Fraction, list[Fraction], dict[str, Fraction]]
 
 
 class MergeConfig(ComponentConfig):
@@ -21,8 +25,8 @@ class MergeConfig(ComponentConfig):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_by_name=True, validate_by_alias=True)
 
-    base: str | None = Field(
-        None,
+    base: str | None = file_field(
+        None, kind="path_or_name",
         description="Base model: a folder or an alias such as 'smollm2-135m-instruct' (resolved with plinth.lm.hf). "
         "Used when the stage has no `base` input; giving both is an error.",
     )
@@ -66,7 +70,7 @@ class TaskArithmeticConfig(MergeConfig):
 
 
 class TiesConfig(TaskArithmeticConfig):
-    density: PerModel = Field(
+    density: PerModelFraction = Field(
         0.2, description="Fraction k of each task vector kept by magnitude, in (0, 1] (paper: 0.2)."
     )
     trim: Literal["per_tensor", "global"] = Field(
@@ -77,7 +81,7 @@ class TiesConfig(TaskArithmeticConfig):
 
 
 class DareConfig(TaskArithmeticConfig):
-    density: PerModel = Field(0.5, description="Probability of keeping each task-vector entry, in (0, 1].")
+    density: PerModelFraction = Field(0.5, description="Probability of keeping each task-vector entry, in (0, 1].")
     seed: int = Field(0, description="Seed of the random drop masks (one stream per model and tensor).")
 
 

@@ -65,8 +65,58 @@ class _EngineMerger(Merger):
     """Shared stage logic: resolve base and models, expand per-model values, run the streaming engine."""
 
     merge_method: ClassVar[str] = ""
+    needs_base: ClassVar[bool] = True  # task vectors are differences from a base
     Config = MergeConfig
     required_inputs = ("models",)
+    input_kinds = {"models": "model", "base": "model"}
+    outputs = {"model": "model"}
+
+    def normalizes(self) -> bool:
+        """Whether the merged sum is divided by the sum of weights (the config's `normalize`, else the method's)."""
+        if self.config.normalize is not None:
+            return self.config.normalize
+        return self.merge_method in ("ties", "dare_ties", "linear")
+
+    def weights_problem(self, weights: list[float]) -> str | None:
+        if weights and all(w == 0 for w in weights):
+            return "weight: every weight is 0; the merge would throw every model away"
+        if self.merge_method == "linear" and self.normalizes() and abs(sum(weights)) < 1e-8:
+            return (f"weight: the weights {weights} sum to 0; a normalised linear merge divides by their sum "
+                    "(set normalize = false for a plain weighted sum)")
+        return None
+
+    def check(self, inputs: dict[str, list[Any]]) -> list[str]:
+        """Validate-time: a base where the method needs one and it resolves, weights that make a model, and
+        models (given by path) whose config.json shapes match."""
+        from plinth.lm.checks import model_problem, shapes_problem
+
+        cfg, problems = self.config, []
+        models = inputs.get("models", [])
+        if "base" in inputs and cfg.base is not None:
+            problems.append(f"base: given both as an input and as `base = '{cfg.base}'`; keep one")
+        elif cfg.base is not None and (problem := model_problem(cfg.base)):
+            problems.append(f"base: {problem}")
+        elif self.needs_base and "base" not in inputs and cfg.base is None:
+            problems.append(f"base: '{self.merge_method}' needs a base model (task vectors are differences from "
+                            "it): wire a `base` input or set `base = ...`")
+        if isinstance(cfg.weight, (int, float, list)) and models:
+            weights = [float(cfg.weight)] * len(models) if not isinstance(cfg.weight, list) else cfg.weight
+            if len(weights) != len(models):
+                problems.append(f"weight: lists {len(weights)} values but `models` has {len(models)}")
+            elif problem := self.weights_problem([float(w) for w in weights]):
+                problems.append(problem)
+        density = getattr(cfg, "density", None)
+        if isinstance(density, list) and models and len(density) != len(models):
+            problems.append(f"density: lists {len(density)} values but `models` has {len(models)}")
+        paths = {f"models[{i}]": p for i, p in enumerate(models) if p is not None}
+        if cfg.base is not None and Path(cfg.base).exists():
+            paths = {"base": Path(cfg.base), **paths}
+        for p in inputs.get("base", []):
+            if p is not None:
+                paths = {"base": p, **paths}
+        if problem := shapes_problem(paths):
+            problems.append(f"inputs: {problem}")
+        return problems
 
     def _base(self, ctx: StageContext) -> tuple[Path | None, str]:
         cfg = self.config
@@ -95,6 +145,8 @@ class _EngineMerger(Merger):
             if a.kind != "model":
                 raise ConfigError(f"stage '{ctx.stage}': input `models` holds a '{a.kind}' artifact ({a.path}), expected 'model'")
         weights = per_model(cfg.weight, arts, "weight", 1.0, ctx.stage)
+        if problem := self.weights_problem(weights):
+            raise ConfigError(f"stage '{ctx.stage}': {problem}")
         density_cfg = getattr(cfg, "density", 1.0)
         fields = type(cfg).model_fields
         densities = per_model(density_cfg, arts, "density", fields["density"].default if "density" in fields else 1.0,
@@ -172,6 +224,7 @@ class LinearMerger(_EngineMerger):
 
     merge_method = "linear"
     Config = LinearConfig
+    needs_base = False
 
 
 MERGERS: dict[str, type[_EngineMerger]] = {

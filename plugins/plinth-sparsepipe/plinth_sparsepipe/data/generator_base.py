@@ -31,7 +31,7 @@ class CachedConfig(ComponentConfig):
 class PointCloudGenerator(Generator):
     """Subclasses set `component` and `task` and write both splits in `build`."""
 
-    outputs = SPLITS
+    outputs = {split: "dataset" for split in SPLITS}
     component: ClassVar[str] = ""
     task: ClassVar[str] = ""
 

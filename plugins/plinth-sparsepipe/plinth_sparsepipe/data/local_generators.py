@@ -13,6 +13,7 @@ from typing import Any, Iterator, Literal
 
 from pydantic import Field, model_validator
 
+from plinth.fileparams import file_field
 from plinth.context import StageContext
 from plinth.errors import ConfigError
 
@@ -47,7 +48,7 @@ def _report(bad: BadFiles, stage: str) -> None:
 
 
 class ModelNet40Config(CachedConfig):
-    root: str = Field(description="a ModelNet40 (or ModelNet10) folder: the .off layout or modelnet40_normal_resampled")
+    root: str = file_field(description="a ModelNet40 (or ModelNet10) folder: the .off layout or modelnet40_normal_resampled")
     layout: Literal["auto", "off", "resampled"] = Field("auto", description="checked against the folder")
     classes: list[str] | None = Field(None, description="keep only these classes, in this label order")
     num_points: int = Field(4096, ge=16,
@@ -104,8 +105,9 @@ def _expand(patterns: list[str], key: str) -> list[Path]:
 
 
 class PlyPointsConfig(CachedConfig):
-    train: list[str] = Field(description="PLY files or glob patterns for the training split")
-    test: list[str] = Field(description="PLY files or glob patterns for the test split")
+    train: list[str] = file_field(kind="glob", description="PLY files or glob patterns for the training split "
+                                  "(relative to the pipeline file)")
+    test: list[str] = file_field(kind="glob", description="PLY files or glob patterns for the test split")
     label_property: str = Field("label", description="the per-point integer label property; -1 = unlabelled")
     classes: list[str] | None = Field(None, description="names of labels 0..K-1 (default class_0, class_1, ...)")
     fields: list[Literal["normals", "colors"]] = Field(default_factory=list, description="per-point fields to keep")

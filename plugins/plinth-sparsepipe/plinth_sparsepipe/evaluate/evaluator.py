@@ -65,6 +65,8 @@ def _models(ctx: StageContext) -> list[tuple[str, Artifact, str]]:
 class PointcloudEvaluator(Evaluator):
     Config = PointcloudEvaluatorConfig
     required_inputs = ("dataset",)
+    input_kinds = {"dataset": "dataset", "models": KIND, "baseline": KIND}
+    outputs = {"metrics": "metrics", "samples": "samples"}
     outputs = ("metrics", "samples")
 
     def evaluate(self, ctx: StageContext) -> dict[str, Artifact]:

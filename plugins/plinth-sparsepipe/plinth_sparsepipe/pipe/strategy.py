@@ -22,12 +22,13 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from plinth.components import ComponentConfig, LaunchSpec, Strategy
+from plinth.fileparams import file_field
 from plinth.errors import ConfigError
 
 
 class SparsePipeConfig(ComponentConfig):
-    plan: str | None = Field(None, description="plan file (JSON) from `plinth sparsepipe plan --out`")
-    cluster: str | None = Field(None, description="cluster file (TOML): plan when the run starts")
+    plan: str | None = file_field(None, description="plan file (JSON) from `plinth sparsepipe plan --out`")
+    cluster: str | None = file_field(None, description="cluster file (TOML): plan when the run starts")
     profiles: list[str] = Field(default_factory=list, description="with `cluster`: TYPE=PROFILE.json overrides")
     cluster_set: list[str] = Field(default_factory=list,
                                    description="with `cluster`: KEY=VALUE overrides, as `plinth sparsepipe plan --set`")

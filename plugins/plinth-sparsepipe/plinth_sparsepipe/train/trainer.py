@@ -54,6 +54,8 @@ def _new_epoch(epoch: int) -> dict[str, Any]:
 class PointcloudTrainer(Trainer):
     Config = PointcloudTrainerConfig
     required_inputs = ("dataset",)
+    input_kinds = {"dataset": "dataset"}
+    outputs = {"model": "checkpoint"}
     outputs = ("model",)
 
     def train(self, ctx: StageContext) -> dict[str, Artifact]:
