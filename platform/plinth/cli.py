@@ -17,8 +17,11 @@ from . import __version__
 from .errors import PlinthError, StageFailedError
 
 
-def _add_common_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pipeline", help="pipeline TOML file")
+def _add_common_run_args(p: argparse.ArgumentParser, several: bool = False) -> None:
+    if several:
+        p.add_argument("pipeline", nargs="+", help="pipeline TOML file(s); each is reported")
+    else:
+        p.add_argument("pipeline", help="pipeline TOML file")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="STAGE.KEY=VALUE",
         help="override a stage parameter (repeatable), e.g. --set sft.learning_rate=2e-5 --set sft.component=kto",
@@ -52,8 +55,8 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON schema of its Config")
     p.set_defaults(func=cmd_describe)
 
-    p = sub.add_parser("validate", help="validate a pipeline file without running anything")
-    _add_common_run_args(p)
+    p = sub.add_parser("validate", help="validate pipeline files without running anything")
+    _add_common_run_args(p, several=True)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run a pipeline (skips unchanged stages, resumes interrupted ones)")
@@ -88,6 +91,11 @@ def build_parser(plugins=None) -> argparse.ArgumentParser:
 
     if plugins is not None:
         plugins.hook.plinth_register_commands(subparsers=sub)
+    for command in sub.choices.values():  # `plinth validate p.toml --registry r.toml` works too
+        try:
+            command.add_argument("--registry", default=argparse.SUPPRESS, help="registry.toml to use (as before the command)")
+        except argparse.ArgumentError:  # a plugin's command defines its own
+            pass
     return parser
 
 
@@ -179,7 +187,8 @@ def cmd_describe(args) -> int:
     print_table(f"{args.slot} '{args.name}' ({entry.distribution}): {doc[0] if doc else ''}",
                 ("parameter", "type", "default", "description"), rows)
     outputs = dict(cls.outputs) if isinstance(cls.outputs, dict) else {n: "" for n in cls.outputs}
-    ins = ", ".join(f"{k} ({v if isinstance(v, str) else ' | '.join(v)})" for k, v in cls.input_kinds.items())
+    kinds = cls.input_kinds or {}
+    ins = ", ".join(f"{k} ({v if isinstance(v, str) else ' | '.join(v)})" for k, v in kinds.items())
     outs = ", ".join(f"{k} ({v})" if v else k for k, v in outputs.items())
     print(f"inputs: {ins or '-'}; required: {', '.join(cls.required_inputs) or '-'}")
     print(f"outputs: {outs or '-'}")
@@ -217,17 +226,39 @@ def _plan(args):
 
 
 def cmd_validate(args) -> int:
-    plan, _ = _plan(args)
-    print(f"{args.pipeline}: valid — {len(plan.stages)} stage(s), run directory {plan.run_dir}")
-    for st in plan.stages:
-        print(f"  {st.id}: {st.slot} '{st.component_name}' ({st.distribution}), strategy '{st.strategy_name}'")
-    return 0
+    """Each file is validated and reported on its own; the exit status is 2 when any is invalid."""
+    from .errors import ConfigError
+    from .pipeline import build_plan
+    from .plugins import load_plugins
+    from .registry import check_required, load_registry
+
+    registry = load_registry(args.registry)
+    check_required(registry)
+    plugins = load_plugins()
+    failed = []
+    for path in args.pipeline:
+        try:
+            plan = build_plan(path, plugins, registry, overrides=args.overrides, run_dir=args.run_dir)
+        except ConfigError as exc:
+            print(f"plinth: error: {exc}", file=sys.stderr)
+            failed.append(path)
+            continue
+        print(f"{path}: valid — {len(plan.stages)} stage(s), run directory {plan.run_dir}")
+        for st in plan.stages:
+            print(f"  {st.id}: {st.slot} '{st.component_name}' ({st.distribution}), strategy '{st.strategy_name}'")
+    if len(args.pipeline) > 1:
+        print(f"{len(args.pipeline) - len(failed)} of {len(args.pipeline)} pipeline files valid"
+              + (f"; invalid: {', '.join(failed)}" if failed else ""), file=sys.stderr if failed else sys.stdout)
+    return 2 if failed else 0
 
 
 def cmd_run(args) -> int:
     from .runner import Run
 
+    from .pipeline import check_stage_ids
+
     plan, plugins = _plan(args)
+    check_stage_ids(plan, args.force)
     # the stage table and "run complete" are printed by the built-in plinth_run_finished hook, before the report
     Run(plan, plugins, force=args.force, echo=not args.quiet).execute()
     return 0
@@ -318,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plinth: interrupted ({'SIGTERM' if signum == 15 else 'Ctrl-C'}); `plinth run` again resumes "
               "from the last completed stage", file=sys.stderr)
         return 128 + signum
+    except BrokenPipeError:  # `plinth describe ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -41,9 +41,9 @@ class Component:
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
     #: input names this component requires (checked by `plinth validate` against the stage's `inputs`).
     required_inputs: ClassVar[tuple[str, ...]] = ()
-    #: the inputs it reads: name -> accepted artifact kind(s). When declared, `plinth validate` refuses other
-    #: input names and artifacts of other kinds.
-    input_kinds: ClassVar[dict[str, str | tuple[str, ...]]] = {}
+    #: the inputs it reads: name -> accepted artifact kind(s); {} when it reads none. When declared (not None),
+    #: `plinth validate` refuses other input names and artifacts of other kinds.
+    input_kinds: ClassVar[dict[str, str | tuple[str, ...]] | None] = None
     #: what it returns: name -> artifact kind (or a tuple of names, kinds unchecked). `plinth validate` checks
     #: references like "sft.model" against `declared_outputs()`, which is this unless a component overrides it.
     outputs: ClassVar[dict[str, str] | tuple[str, ...]] = ()

@@ -244,18 +244,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+_UNION_TAGS = {"str", "int", "float", "bool", "ExternalInput", "constrained-float", "function-after"}
+
+
 def _format_validation(path: Path, where: str, exc: ValidationError) -> str:
-    lines = []
+    """One line per field; the alternatives of a union ("str | table") joined on that field's line."""
+    by_field: dict[str, list[str]] = {}
     for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"])
+        parts = [str(x) for x in err["loc"] if not (isinstance(x, str) and (x in _UNION_TAGS or "[" in x))]
+        loc = ".".join(parts)
         field_ = f"{where}.{loc}" if where and loc else (where or loc)
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
             if where.startswith("stages."):
                 msg += " (check the spelling; `plinth validate` lists each stage's component)"
-        lines.append(f"{path}: {field_}: {msg}")
-    return "\n".join(lines)
+        if msg not in by_field.setdefault(field_, []):
+            by_field[field_].append(msg)
+    return "\n".join(f"{path}: {f}: {' | or: '.join(msgs)}" for f, msgs in by_field.items())
 
 
 # -- validation and planning ----------------------------------------------------------------------------------
@@ -277,6 +283,7 @@ def build_plan(
     errors: list[str] = validate.check_stage_names(path, list(spec.stages))
     order = list(spec.stages)
     built: dict[str, _Built] = {}
+    classes: dict[str, type[Component]] = {}  # every stage whose component exists, even with a bad config
     for name, st in spec.stages.items():
         where = f"stages.{name}"
         if st.slot not in SLOTS or st.slot == "strategy":
@@ -295,6 +302,7 @@ def build_plan(
         except UnknownComponentError as exc:
             errors.append(f"{path}: {where}.component: {exc}")
             continue
+        classes[name] = cls
         params = copy.deepcopy(st.params)
         files = fileparams.resolve_raw(cls.Config, params, path.parent)
         try:
@@ -320,7 +328,7 @@ def build_plan(
         built[name] = _Built(comp_name, component, strat_name, strategy, strat_params, entry, params, files,
                              strategy_files)
 
-    errors.extend(validate.check_inputs(path, spec, built))
+    errors.extend(validate.check_inputs(path, spec, built, classes))
     for name, b in built.items():
         file_errors = validate.check_files(path, name, b)
         errors.extend(file_errors or validate.check_component(path, name, spec.stages[name], b))

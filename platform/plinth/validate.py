@@ -32,9 +32,9 @@ def check_stage_names(path: Path, names: list[str]) -> list[str]:
     return errors
 
 
-def _accepted(component: Component, key: str) -> tuple[str, ...] | None:
-    kinds = type(component).input_kinds
-    if not kinds:
+def _accepted(cls: type[Component], key: str) -> tuple[str, ...] | None:
+    kinds = cls.input_kinds
+    if kinds is None:
         return None
     value = kinds.get(key)
     if value is None:
@@ -42,21 +42,21 @@ def _accepted(component: Component, key: str) -> tuple[str, ...] | None:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def check_inputs(path: Path, spec: Any, built: dict[str, Any]) -> list[str]:
-    """References, kinds and external paths of every stage's inputs."""
+def check_inputs(path: Path, spec: Any, built: dict[str, Any], classes: dict[str, type[Component]]) -> list[str]:
+    """References, kinds and external paths of every stage's inputs (`classes`: each stage's component class,
+    also where its config did not validate, so its wiring is still checked)."""
     from .pipeline import ExternalInput
 
     order = list(spec.stages)
     errors: list[str] = []
     for name, st in spec.stages.items():
-        consumer = built[name].component if name in built else None
+        consumer = classes.get(name)
         for key, value in st.inputs.items():
             where = f"{path}: stages.{name}.inputs.{key}"
             accepted = _accepted(consumer, key) if consumer is not None else None
             if accepted == ():
-                kinds = type(consumer).input_kinds
-                errors.append(f"{where}: component '{built[name].name}' reads no input '{key}'; "
-                              f"its inputs are {', '.join(kinds)}")
+                errors.append(f"{where}: component '{st.component or consumer.__name__}' reads no input '{key}'; "
+                              f"its inputs are {', '.join(consumer.input_kinds) or 'none'}")
                 continue
             for v in value if isinstance(value, list) else [value]:
                 if isinstance(v, ExternalInput):

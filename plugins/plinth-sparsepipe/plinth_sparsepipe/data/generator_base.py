@@ -32,6 +32,7 @@ class PointCloudGenerator(Generator):
     """Subclasses set `component` and `task` and write both splits in `build`."""
 
     outputs = {split: "dataset" for split in SPLITS}
+    input_kinds: ClassVar[dict] = {}  # built from files and settings alone
     component: ClassVar[str] = ""
     task: ClassVar[str] = ""
 
