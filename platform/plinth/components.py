@@ -16,15 +16,27 @@ the method returns its output artifacts by name. Nothing here imports torch or t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Collection
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Collection
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .fileparams import file_field  # noqa: F401  (re-exported: components declare file parameters with it)
 
 if TYPE_CHECKING:
     from .artifacts import Artifact
     from .context import StageContext
+
+
+def _positive_range(value: tuple[float, float]) -> tuple[float, float]:
+    if not 0 < value[0] <= value[1]:
+        raise ValueError(f"{list(value)}: a range [lo, hi] needs 0 < lo <= hi")
+    return value
+
+
+#: a (lo, hi) range of positive numbers, e.g. a random scale drawn from U(lo, hi)
+PositiveRange = Annotated[tuple[float, float], AfterValidator(_positive_range)]
+#: a count of at least one (channels, blocks, ...)
+Count = Annotated[int, Field(ge=1)]
 
 
 class ComponentConfig(BaseModel):

@@ -12,6 +12,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from plinth.components import PositiveRange
+
 from .cloud import PointCloud
 
 AXES = {"x": 0, "y": 1, "z": 2}
@@ -22,7 +24,7 @@ class Augment(BaseModel):
 
     rotate_axis: Literal["x", "y", "z"] | None = Field("z", description="axis of the random rotation (None: none)")
     rotate_degrees: float = Field(180.0, ge=0, le=180, description="angle drawn from U(-d, d) degrees")
-    scale: tuple[float, float] = Field((0.8, 1.2), description="isotropic scale drawn from U(lo, hi)")
+    scale: PositiveRange = Field((0.8, 1.2), description="isotropic scale drawn from U(lo, hi)")
     jitter_sigma: float = Field(0.01, ge=0, description="Gaussian noise per coordinate (unit-cube units)")
     jitter_clip: float = Field(0.05, ge=0, description="noise clipped to (-clip, clip)")
     dropout: float = Field(0.0, ge=0, lt=1, description="drop a fraction U(0, dropout) of the points")

@@ -99,7 +99,8 @@ def _expand(patterns: list[str], key: str) -> list[Path]:
     for pat in patterns:
         hits = sorted(Path(p) for p in glob.glob(str(Path(pat).expanduser()), recursive=True))
         if not hits:
-            raise ConfigError(f"ply_points: {key}: '{pat}' matches no file (relative to {Path.cwd()})")
+            where = "" if Path(pat).expanduser().is_absolute() else f" (relative to {Path.cwd()})"
+            raise ConfigError(f"ply_points: {key}: '{pat}' matches no file{where}")
         out += [p for p in hits if p.is_file()]
     return out
 

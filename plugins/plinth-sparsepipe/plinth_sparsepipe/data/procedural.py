@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from plinth.components import PositiveRange
 from plinth.context import StageContext
 
 from .cloud import PointCloud
@@ -36,7 +37,7 @@ class ShapesConfig(CachedConfig):
     normals: bool = Field(False, description="store unit normals too")
     seed: int = 0
     rotation: Literal["none", "z", "so3"] = Field("z", description="random pose: none, about z (upright), any")
-    scale: tuple[float, float] = Field((0.5, 1.5), description="uniform scale drawn from U(lo, hi)")
+    scale: PositiveRange = Field((0.5, 1.5), description="uniform scale drawn from U(lo, hi)")
     anisotropy: float = Field(0.2, ge=0, lt=1, description="each axis stretched by U(1-a, 1+a)")
     occlusion: float = Field(0.5, ge=0, le=1, description="probability of a cut by a random half-space")
     occlusion_max: float = Field(0.3, ge=0, lt=0.9, description="a cut removes U(0.05, max) of the surface")
@@ -83,7 +84,7 @@ class ScenesConfig(CachedConfig):
     num_points: int = Field(8192, ge=64, description="points per scene")
     objects: tuple[int, int] = Field((3, 6), description="objects per scene, U{lo..hi} (fewer when they do not fit)")
     floor_size: float = Field(2.5, gt=0, description="side of the square floor")
-    object_scale: tuple[float, float] = Field((0.5, 0.9), description="object size (canonical shapes are ~1 across)")
+    object_scale: PositiveRange = Field((0.5, 0.9), description="object size (canonical shapes are ~1 across)")
     anisotropy: float = Field(0.2, ge=0, lt=1)
     noise: float = Field(0.003, ge=0)
     normals: bool = False

@@ -67,7 +67,6 @@ class PointcloudEvaluator(Evaluator):
     required_inputs = ("dataset",)
     input_kinds = {"dataset": "dataset", "models": KIND, "baseline": KIND}
     outputs = {"metrics": "metrics", "samples": "samples"}
-    outputs = ("metrics", "samples")
 
     def evaluate(self, ctx: StageContext) -> dict[str, Artifact]:
         import torch

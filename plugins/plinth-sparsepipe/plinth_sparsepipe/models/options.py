@@ -12,6 +12,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from plinth.components import Count
+
 
 def scaled(channels: int, width: float) -> int:
     """A channel count times the width multiplier, at least 1."""
@@ -44,8 +46,8 @@ class SparseResNetOptions(_Options):
     one linear layer."""
 
     name: Literal["sparse_resnet"] = "sparse_resnet"
-    channels: tuple[int, ...] = Field((32, 64, 128, 256), min_length=1, description="channels per stage (width 1)")
-    blocks: tuple[int, ...] = Field((1, 1, 1, 1), min_length=1, description="residual blocks per stage")
+    channels: tuple[Count, ...] = Field((32, 64, 128, 256), min_length=1, description="channels per stage (width 1)")
+    blocks: tuple[Count, ...] = Field((1, 1, 1, 1), min_length=1, description="residual blocks per stage")
     pool: Literal["max", "avg"] = Field("max", description="global pooling before the linear layer")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the linear layer")
 
@@ -61,9 +63,9 @@ class SparseUNetOptions(_Options):
     skip connections concatenated at each resolution."""
 
     name: Literal["sparse_unet"] = "sparse_unet"
-    channels: tuple[int, ...] = Field((32, 64, 128, 256), min_length=2,
+    channels: tuple[Count, ...] = Field((32, 64, 128, 256), min_length=2,
                                       description="encoder channels per resolution, finest first (width 1)")
-    decoder: tuple[int, ...] = Field((128, 96, 96), min_length=1,
+    decoder: tuple[Count, ...] = Field((128, 96, 96), min_length=1,
                                      description="decoder channels, coarsest first; one fewer than `channels`")
     blocks: int = Field(1, ge=1, description="residual blocks per encoder and decoder level")
 

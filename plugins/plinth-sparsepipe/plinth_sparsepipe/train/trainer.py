@@ -56,7 +56,6 @@ class PointcloudTrainer(Trainer):
     required_inputs = ("dataset",)
     input_kinds = {"dataset": "dataset"}
     outputs = {"model": "checkpoint"}
-    outputs = ("model",)
 
     def train(self, ctx: StageContext) -> dict[str, Artifact]:
         import torch
