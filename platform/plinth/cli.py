@@ -149,7 +149,7 @@ def cmd_registry(args) -> int:
     if args.json:
         print(json.dumps({"registry": str(registry.path) if registry.path else None, "slots": rows}, indent=2))
         return 0
-    from .tables import print_table
+    from .tables import print_table, print_wrapped
 
     cells = []
     for r in rows:
@@ -158,7 +158,7 @@ def cmd_registry(args) -> int:
         cells.append((r["slot"], comp, r["source"], r["provided_by"] or "", ", ".join(r["available"])))
     print_table(f"registry: {registry.path or 'none (built-in defaults)'}",
                 ("slot", "default", "from", "provided by", "available"), cells)
-    print("Resolution order: --set STAGE.component > pipeline file > registry.toml > built-in default")
+    print_wrapped("Resolution order: --set STAGE.component > pipeline file > registry.toml > built-in default")
     return 0
 
 
@@ -173,7 +173,7 @@ def cmd_describe(args) -> int:
         print(json.dumps(schema, indent=2))
         return 0
     from .fileparams import MARK
-    from .tables import print_table
+    from .tables import print_table, print_wrapped
 
     doc = (cls.__doc__ or "").strip().splitlines()
     rows = []
@@ -190,8 +190,8 @@ def cmd_describe(args) -> int:
     kinds = cls.input_kinds or {}
     ins = ", ".join(f"{k} ({v if isinstance(v, str) else ' | '.join(v)})" for k, v in kinds.items())
     outs = ", ".join(f"{k} ({v})" if v else k for k, v in outputs.items())
-    print(f"inputs: {ins or '-'}; required: {', '.join(cls.required_inputs) or '-'}")
-    print(f"outputs: {outs or '-'}")
+    print_wrapped(f"inputs: {ins or '-'}; required: {', '.join(cls.required_inputs) or '-'}")
+    print_wrapped(f"outputs: {outs or '-'}")
     return 0
 
 

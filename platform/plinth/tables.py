@@ -58,3 +58,14 @@ def _print_records(console, title: str, columns: Sequence[str], rows: list[list[
                                       break_on_hyphens=False, subsequent_indent=" " * (len(col) + 4))
                 for line in lines:
                     console.print("  " + escape(line), highlight=False, soft_wrap=True)
+
+
+def print_wrapped(text: str) -> None:
+    """A line of prose under a table, wrapped between words at the terminal's width."""
+    import textwrap
+
+    from rich.console import Console
+
+    width = Console().width
+    print("\n".join(textwrap.wrap(text, width=width, break_long_words=False, break_on_hyphens=False,
+                                  subsequent_indent="  ")))
