@@ -329,6 +329,7 @@ def build_plan(
                              strategy_files)
 
     errors.extend(validate.check_inputs(path, spec, built, classes))
+    errors.extend(validate.check_feed(path, spec, built, classes))
     for name, b in built.items():
         file_errors = validate.check_files(path, name, b)
         errors.extend(file_errors or validate.check_component(path, name, spec.stages[name], b))

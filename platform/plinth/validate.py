@@ -129,3 +129,31 @@ def check_component(path: Path, name: str, st: Any, built: Any) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - a plugin's check must not turn validate into a traceback
         problems = [f"the component's check failed: {type(exc).__name__}: {exc}"]
     return [f"{path}: stages.{name}.{p}" for p in problems]
+
+
+def check_feed(path: Path, spec: Any, built: dict[str, Any], classes: dict[str, type[Component]]) -> list[str]:
+    """`[repeat] feed = { "stage.input" = "stage.output" }`: the output is declared and fits the input's kind."""
+    if spec.repeat is None:
+        return []
+    errors = []
+    for target, source in spec.repeat.feed.items():
+        if target.count(".") != 1 or source.count(".") != 1:
+            continue  # reported by the repeat checks
+        (dst, key), (src, out) = target.split("."), source.split(".")
+        if dst not in spec.stages or src not in spec.stages:
+            continue
+        where = f"{path}: repeat.feed.{target}"
+        accepted = _accepted(classes[dst], key) if dst in classes else None
+        if accepted == ():
+            errors.append(f"{where}: component '{spec.stages[dst].component or dst}' reads no input '{key}'")
+            continue
+        if src in built:
+            declared = built[src].component.declared_outputs(list(spec.stages[src].inputs))
+            if declared and out not in declared:
+                errors.append(f"{where}: stage '{src}' ({built[src].name}) has no output '{out}'; it produces "
+                              f"{', '.join(declared)}")
+                continue
+            err = _kind_error(declared.get(out, ""), accepted, f"'{source}'")
+            if err:
+                errors.append(f"{where}: {err}")
+    return errors

@@ -235,3 +235,16 @@ inputs = { models = ["merge.model"] }
                      "stages.eval.task_file: ", "missing.jsonl: no such file"):
         assert expected in text, text
     assert len(lines) == 3  # sft's config failed, so references to its outputs cannot be judged yet
+
+
+def test_repeat_feed_is_checked_like_inputs(tmp_path, plugins):
+    base = TEACHER.replace("kto = { enabled = false }", "") + SFT
+    lines = errors(tmp_path, plugins, base + '[repeat]\nstages = ["data", "sft"]\nrounds = 2\n'
+                                              'feed = { "data.student" = "sft.modle" }\n')
+    assert lines == [f"{tmp_path / 'pipeline.toml'}: repeat.feed.data.student: stage 'sft' (sft) has no output "
+                     "'modle'; it produces model, metrics"]
+    lines = errors(tmp_path, plugins, base + '[repeat]\nstages = ["data", "sft"]\nrounds = 2\n'
+                                              'feed = { "data.student" = "sft.metrics" }\n')
+    assert "'sft.metrics' is a 'metrics' artifact; this input takes 'model'" in lines[0]
+    validate(tmp_path, plugins, base + '[repeat]\nstages = ["data", "sft"]\nrounds = 2\n'
+                                       'feed = { "data.student" = "sft.model" }\n')
