@@ -15,15 +15,6 @@ from plinth.pipeline import build_plan
 from plinth.registry import Registry
 
 
-@pytest.fixture
-def plugins(monkeypatch):
-    from plinth import plugins as P
-
-    monkeypatch.delenv("PLINTH_PLUGINS", raising=False)
-    yield P.load_plugins(refresh=True)
-    P.reset()
-
-
 #: every parameter of the built-in plugins that names files (slot, component, dotted field) and its kind
 FILE_PARAMS = [
     ("generator", "teacher", "seeds.path", "path"),

@@ -1,5 +1,7 @@
 """Pipeline validation: every problem is reported with file, stage and field, before anything runs."""
 
+from pathlib import Path
+
 import pytest
 
 from plinth.errors import ConfigError
@@ -7,20 +9,7 @@ from plinth.pipeline import build_plan
 from plinth.registry import Registry, load_registry
 
 
-GOOD = """
-[run]
-name = "t"
-
-[stages.data]
-slot = "generator"
-component = "numbers"
-n = 4
-
-[stages.train]
-slot = "trainer"
-steps = 3
-inputs = { dataset = "data.dataset" }
-"""
+GOOD = "\n" + (Path(__file__).parents[1] / "fixtures" / "pipelines" / "good.toml").read_text()
 
 
 @pytest.fixture

@@ -29,15 +29,6 @@ inputs = { dataset = "data.sft" }
 """
 
 
-@pytest.fixture
-def plugins(monkeypatch):
-    from plinth import plugins as P
-
-    monkeypatch.delenv("PLINTH_PLUGINS", raising=False)
-    yield P.load_plugins(refresh=True)
-    P.reset()
-
-
 def validate(tmp_path, plugins, text):
     path = tmp_path / "pipeline.toml"
     path.write_text(HEAD + text)

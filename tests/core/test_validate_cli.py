@@ -7,20 +7,6 @@ import re
 
 import pytest
 
-GOOD = """
-[run]
-name = "t"
-
-[stages.data]
-slot = "generator"
-component = "numbers"
-n = 4
-
-[stages.train]
-slot = "trainer"
-steps = 3
-inputs = { dataset = "data.dataset" }
-"""
 
 BROKEN = {
     "syntax.toml": "[stages.a\nslot = 1",
@@ -31,7 +17,7 @@ BROKEN = {
     "input-number.toml": '[stages.a]\nslot = "trainer"\ninputs = { dataset = [1] }\n',
     "strategy-number.toml": '[stages.a]\nslot = "trainer"\nstrategy = 5\ninputs = { dataset = "x.y" }\n',
     "component-list.toml": '[stages.a]\nslot = "trainer"\ncomponent = ["summer"]\n',
-    "repeat-bad.toml": GOOD + '[repeat]\nstages = ["nope"]\nrounds = "x"\nfeed = 3\n',
+    "repeat-bad.toml": '[stages.a]\nslot = "generator"\ncomponent = "numbers"\n[repeat]\nstages = ["nope"]\nrounds = "x"\nfeed = 3\n',
     "external-bad.toml": '[stages.a]\nslot = "trainer"\ninputs = { dataset = { path = 3, kind = [] } }\n',
     "empty.toml": "",
     "run-table.toml": "run = 1\n[stages.a]\nslot = 'generator'\ncomponent = 'numbers'\n",
@@ -39,15 +25,15 @@ BROKEN = {
 
 
 @pytest.fixture
-def project(tmp_path, use_fixture_plugins):
+def project(tmp_path, use_fixture_plugins, fixture_pipeline):
     use_fixture_plugins("good")
     (tmp_path / "registry.toml").write_text('[defaults]\ntrainer = "summer"\n')
-    (tmp_path / "p.toml").write_text(GOOD)
+    (tmp_path / "p.toml").write_text(fixture_pipeline)
     return tmp_path
 
 
-def test_several_files_each_reported(project, plinth_cmd):
-    (project / "q.toml").write_text(GOOD.replace("n = 4", "n = 0"))
+def test_several_files_each_reported(project, plinth_cmd, fixture_pipeline):
+    (project / "q.toml").write_text(fixture_pipeline.replace("n = 4", "n = 0"))
     res = plinth_cmd("validate", "p.toml", "q.toml", "p.toml", cwd=project)
     assert res.returncode == 2
     assert res.stdout.count("p.toml: valid — 2 stage(s)") == 2
@@ -86,9 +72,9 @@ def test_force_of_an_unknown_stage_is_an_error(project, plinth_cmd):
     assert not (project / "runs" / "t" / "manifest.json").exists()  # refused before anything ran
 
 
-def test_registry_after_the_subcommand(project, plinth_cmd):
+def test_registry_after_the_subcommand(project, plinth_cmd, fixture_pipeline):
     (project / "other.toml").write_text('[defaults]\ntrainer = "allreduce"\n')
-    (project / "p.toml").write_text(GOOD.replace("steps = 3\n", ""))
+    (project / "p.toml").write_text(fixture_pipeline.replace("steps = 3\n", ""))
     for args in (["--registry", "other.toml", "validate", "p.toml"], ["validate", "p.toml", "--registry", "other.toml"]):
         res = plinth_cmd(*args, cwd=project)
         assert res.returncode == 0, res.stderr

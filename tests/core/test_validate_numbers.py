@@ -12,15 +12,6 @@ from plinth.pipeline import build_plan
 from plinth.registry import Registry
 
 
-@pytest.fixture
-def plugins(monkeypatch):
-    from plinth import plugins as P
-
-    monkeypatch.delenv("PLINTH_PLUGINS", raising=False)
-    yield P.load_plugins(refresh=True)
-    P.reset()
-
-
 def _models(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
