@@ -188,17 +188,19 @@ def _inputs_json(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- parsing ------------------------------------------------------------------------------------------------
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, what: str = "pipeline file") -> dict[str, Any]:
+    """A TOML file's tables; every way of not being one (missing, a folder, not UTF-8, bad syntax) is a
+    ConfigError naming the file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such pipeline file") from None
+        raise ConfigError(f"{path}: no such {what}") from None
     except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder; give a pipeline .toml file") from None
+        raise ConfigError(f"{path}: is a folder; give a {what} (.toml)") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the pipeline file ({exc.strerror or exc})") from None
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -17,7 +17,6 @@ The file is found at `--registry PATH`, else $PLINTH_REGISTRY, else ./registry.t
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -47,7 +46,7 @@ def find_registry(explicit: str | Path | None = None) -> Path | None:
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise ConfigError(f"registry file {path} does not exist")
+            raise ConfigError(f"registry file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
         return path
     env = os.environ.get("PLINTH_REGISTRY")
     if env:
@@ -63,10 +62,9 @@ def load_registry(explicit: str | Path | None = None) -> Registry:
     path = find_registry(explicit)
     if path is None:
         return Registry(path=None)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    from .pipeline import read_toml  # here: pipeline.py imports this module
+
+    data = read_toml(path, "registry file")
     unknown = set(data) - {"defaults", "plugins"}
     if unknown:
         raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; expected [defaults] and [plugins]")

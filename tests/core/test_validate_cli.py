@@ -50,7 +50,7 @@ def test_non_utf8_file_and_folder_give_a_message(project, plinth_cmd):
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert "latin1.toml: not UTF-8 text (byte 17); TOML files are UTF-8" in res.stderr
     assert ".: is a folder" in res.stderr
-    assert "folder.toml: is a folder; give a pipeline .toml file" in res.stderr
+    assert "folder.toml: is a folder; give a pipeline file (.toml)" in res.stderr
     assert "absent.toml: no such pipeline file" in res.stderr
 
 
@@ -110,3 +110,13 @@ def test_tables_never_cut_words_at_80_columns(plinth_cmd, monkeypatch):
         text = re.sub(r"[│┃]", " ", res.stdout)
         for word in words:
             assert word in text, (args, word)
+
+
+def test_bad_registry_files_give_a_message(project, plinth_cmd):
+    (project / "registry.toml").write_bytes(b'[defaults]\ntrainer = "caf\xe9"\n')
+    res = plinth_cmd("validate", "p.toml", cwd=project)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "registry.toml: not UTF-8 text" in res.stderr
+    (project / "reg").mkdir()
+    res = plinth_cmd("validate", "p.toml", "--registry", "reg", cwd=project)
+    assert res.returncode == 2 and "registry file reg does not exist (it is a folder)" in res.stderr
