@@ -77,7 +77,7 @@ class Component:
         out = type(self).outputs
         return dict(out) if isinstance(out, dict) else {name: "" for name in out}
 
-    def check(self, inputs: dict[str, list[Path | None]]) -> list[str]:
+    def preflight(self, inputs: dict[str, list[Path | None]]) -> list[str]:
         """Cheap checks `plinth validate` runs before any stage works: model names resolve, the first rows of a
         dataset file have the needed fields, merged models share a shape. `inputs` holds each wired input's paths
         (None where an earlier stage will make it). Returns "field: problem" lines; reads no weights."""

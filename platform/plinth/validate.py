@@ -5,7 +5,7 @@
   accepts; input names the consumer does not read are refused;
 - external inputs (`{ path = ... }`) exist; their kind, when not written, is the one the consumer reads;
 - file parameters (`plinth.fileparams`) exist or match;
-- each component's own cheap checks (`Component.check`): model names, first dataset rows, merge shapes.
+- each component's own cheap checks (`Component.preflight`): model names, first dataset rows, merge shapes.
 
 Every problem becomes one line "FILE: stages.NAME.FIELD: problem"; all are collected before any is raised.
 """
@@ -125,7 +125,7 @@ def check_component(path: Path, name: str, st: Any, built: Any) -> list[str]:
         items = value if isinstance(value, list) else [value]
         known[key] = [external_path(v, path.parent) if isinstance(v, ExternalInput) else None for v in items]
     try:
-        problems = built.component.check(known)
+        problems = built.component.preflight(known)
     except Exception as exc:  # noqa: BLE001 - a plugin's check must not turn validate into a traceback
         problems = [f"the component's check failed: {type(exc).__name__}: {exc}"]
     return [f"{path}: stages.{name}.{p}" for p in problems]

@@ -43,7 +43,7 @@ class ModelEvaluator(Evaluator):
     #: (task-file parameter, its field-names parameter) pairs whose first row `plinth validate` checks
     task_fields: ClassVar[tuple[tuple[str, str], ...]] = ()
 
-    def check(self, inputs: dict[str, list[Any]]) -> list[str]:
+    def preflight(self, inputs: dict[str, list[Any]]) -> list[str]:
         """Validate-time: something to evaluate, a baseline that resolves, task files whose first row has the
         fields this evaluator reads."""
         from plinth.lm.checks import model_problem

@@ -82,8 +82,8 @@ class ExactMatch(ModelEvaluator):
     Config = ExactMatchConfig
     task_fields = (("task_file", "question_field"), ("task_file", "answer_field"))
 
-    def check(self, inputs: dict[str, list[Any]]) -> list[str]:
-        c, problems = self.config, super().check(inputs)
+    def preflight(self, inputs: dict[str, list[Any]]) -> list[str]:
+        c, problems = self.config, super().preflight(inputs)
         given = [k for k, on in (("task_file", c.task_file), ("reasoning_gym", c.reasoning_gym),
                                  ("a `task` input", "task" in inputs)) if on]
         if len(given) > 1:

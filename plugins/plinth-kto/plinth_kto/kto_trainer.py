@@ -23,7 +23,7 @@ class KTOTrainer(Trainer):
     input_kinds = {"dataset": "dataset", "eval_dataset": "dataset", "model": "model"}
     outputs = {"model": "model", "metrics": "metrics"}
 
-    def check(self, inputs: dict[str, list[Any]]) -> list[str]:
+    def preflight(self, inputs: dict[str, list[Any]]) -> list[str]:
         """Validate-time: one starting model that resolves, and the first rows of dataset files given by path."""
         from plinth.lm.checks import kto_fields, trainer_problems
 

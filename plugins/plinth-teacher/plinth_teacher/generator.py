@@ -56,7 +56,7 @@ class TeacherGenerator(Generator):
             del out["eval"]
         return out
 
-    def check(self, inputs: dict[str, list[Any]]) -> list[str]:
+    def preflight(self, inputs: dict[str, list[Any]]) -> list[str]:
         """Validate-time: the student and an hf teacher resolve; an `items` input needs kto.enabled."""
         from plinth.lm.checks import model_problem
 

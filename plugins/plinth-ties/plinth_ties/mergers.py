@@ -85,7 +85,7 @@ class _EngineMerger(Merger):
                     "(set normalize = false for a plain weighted sum)")
         return None
 
-    def check(self, inputs: dict[str, list[Any]]) -> list[str]:
+    def preflight(self, inputs: dict[str, list[Any]]) -> list[str]:
         """Validate-time: a base where the method needs one and it resolves, weights that make a model, and
         models (given by path) whose config.json shapes match."""
         from plinth.lm.checks import model_problem, shapes_problem
