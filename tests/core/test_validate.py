@@ -239,3 +239,12 @@ def test_repeat_feed_is_checked_like_inputs(tmp_path, plugins):
     assert "'sft.metrics' is a 'metrics' artifact; this input takes 'model'" in lines[0]
     validate(tmp_path, plugins, base + '[repeat]\nstages = ["data", "sft"]\nrounds = 2\n'
                                        'feed = { "data.student" = "sft.model" }\n')
+
+
+def test_judge_back_end_must_be_registered(tmp_path, plugins):
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "hi"}\n')
+    text = ('[stages.j]\nslot = "evaluator"\ncomponent = "judge"\ntask_file = "prompts.jsonl"\n'
+            'baseline = "smollm2-135m-instruct"\njudge_backend = "%s"\njudge = { model = "m" }\n')
+    lines = errors(tmp_path, plugins, text % "opneai")
+    assert len(lines) == 1 and "stages.j.judge_backend: " in lines[0] and "did you mean 'openai'" in lines[0], lines
+    validate(tmp_path, plugins, text % "openai")

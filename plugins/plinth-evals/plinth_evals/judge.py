@@ -64,6 +64,17 @@ class Judge(ModelEvaluator):
     task_fields = (("task_file", "prompt_field"),)
     require_baseline = True
 
+    def preflight(self, inputs: dict[str, list[Any]]) -> list[str]:
+        """Also: the judge's back end is a registered one (the did-you-mean names the others)."""
+        from plinth.plugins import load_plugins
+
+        problems = super().preflight(inputs)
+        try:
+            load_plugins().chat_backend(self.config.judge_backend)
+        except ConfigError as exc:
+            problems.append(f"judge_backend: {exc}")
+        return problems
+
     def evaluate(self, ctx: StageContext) -> dict[str, Artifact]:
         c = self.config
         refs = collect_models(ctx, c.baseline, c.baseline_label, require_baseline=True)
