@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,10 @@ InputSpec = InputValue | list[InputValue]
 
 class RunSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="default: the pipeline file's name without .toml (so two files never share runs/run)",
+    )
     dir: str | None = Field(
         None, description="run directory, relative to the pipeline file; default runs/<name> in the current directory"
     )
@@ -281,6 +285,8 @@ def build_plan(
         spec = PipelineFile.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation(path, "", exc)) from None
+    if spec.run.name is None:
+        spec.run.name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-.") or "run"
 
     errors: list[str] = validate.check_stage_names(path, list(spec.stages))
     order = list(spec.stages)

@@ -99,6 +99,15 @@ def test_two_pipelines_with_one_run_name_are_refused(tmp_path, pm, monkeypatch):
     run(tmp_path, pm, name="a.toml", run_dir=None)  # its own pipeline still runs there
 
 
+def test_pipelines_without_a_run_name_get_one_run_directory_each(tmp_path, pm, monkeypatch):
+    """Before, every unnamed pipeline defaulted to runs/run, so the second one was refused (or, earlier, mixed)."""
+    monkeypatch.chdir(tmp_path)
+    write_data(tmp_path, [1])
+    unnamed = PIPE.replace('[run]\nname = "t"\n', "")
+    assert run(tmp_path, pm, name="first try.toml", text=unnamed, run_dir=None) == tmp_path / "runs/first-try"
+    assert run(tmp_path, pm, name="b.toml", text=unnamed, run_dir=None) == tmp_path / "runs/b"
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_ctrl_c_are_recorded_as_interrupted(tmp_path, use_fixture_plugins, sig, code):
     use_fixture_plugins("good")

@@ -266,3 +266,16 @@ def test_exact_match_run_reports_a_paired_delta(tmp_path, answer42, answer4):
     assert json.loads(metrics.read_text())["models"]["m42"]["metrics"]["t/exact_match"]["sample_field"] == "correct"
     text = build_report(write_manifest(tmp_path, {"eval": metrics}), chart=False).text
     assert "(+0.000 paired)" in [line for line in text.splitlines() if line.startswith("| m42 ")][0]
+
+
+def test_single_measurements_are_never_marked_significant():
+    """A peak-memory or wall-time cell is one number (n=1, interval = the value): before, its delta's interval was
+    the difference itself, so every such delta got a '*' (e.g. peak RSS -161.5*)."""
+    from plinth_evals.report import Cell, delta, delta_text
+
+    sparse, dense = Cell(685.5, 1, 685.5, 685.5, False, "measured"), Cell(847.0, 1, 847.0, 847.0, False, "measured")
+    dl = delta(sparse, dense)
+    assert dl.value == -161.5 and not dl.significant
+    assert delta_text(dl) == "-161.5 one measurement"
+    many = delta(Cell(0.9, 200, 0.85, 0.94), Cell(0.5, 200, 0.43, 0.57))
+    assert many.significant and many.test == "unpaired"

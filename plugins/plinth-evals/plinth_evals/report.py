@@ -200,7 +200,7 @@ class Delta:
     value: float  # cell - base
     low: float
     high: float
-    test: str  # "paired" (bootstrap over the same items) or "unpaired" (from the two intervals)
+    test: str  # "paired" (bootstrap over the same items), "unpaired" (from the two intervals), "one measurement"
 
     @property
     def significant(self) -> bool:
@@ -210,6 +210,8 @@ class Delta:
 def delta(cell: Cell, base: Cell) -> Delta:
     """cell - base with its 95% interval: paired over items when both per-sample files align, else unpaired."""
     d = cell.value - base.value
+    if cell.n < 2 or base.n < 2:  # one measurement (a peak memory, a wall time): no interval, nothing to test
+        return Delta(d, -math.inf, math.inf, "one measurement")
     pair = paired_values(cell, base)
     if pair is not None:
         lo, hi = paired_bootstrap_interval(*pair)
@@ -292,7 +294,8 @@ def cell_text(table: Table, model: str, metric: str) -> str:
 
 LEGEND = ("Each cell: value [95% interval] n=samples (delta to its column's baseline; * = the delta's 95% interval "
           "excludes 0; paired = bootstrap over the items both models were scored on, unpaired = from the two "
-          "intervals, used when per-sample files are missing or do not align).")
+          "intervals, used when per-sample files are missing or do not align; one measurement = a single value such as a "
+          "peak memory, never marked).")
 
 
 def to_markdown(table: Table, compare: tuple[Table, Table] | None = None) -> str:
