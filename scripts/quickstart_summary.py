@@ -10,23 +10,14 @@ resamples items (10,000 resamples, seeded), which is much tighter than comparing
 from __future__ import annotations
 
 import json
-import random
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
-from plinth.stats import wilson_interval  # noqa: E402
+from plinth.stats import paired_bootstrap_interval, wilson_interval  # noqa: E402
 
 PAIRS = [("sft", "baseline"), ("kto", "baseline"), ("sft_kto", "baseline"), ("merge", "baseline"),
          ("sft_kto", "sft"), ("merge", "sft"), ("merge", "sft_kto")]
-
-
-def paired_interval(a: list[float], b: list[float], resamples: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
-    diffs = [x - y for x, y in zip(a, b)]
-    n = len(diffs)
-    rng = random.Random(seed)
-    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return sum(diffs) / n, means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
 
 
 def scores(eval_dir: Path) -> dict[str, dict]:
@@ -51,7 +42,9 @@ def summarise(run: Path) -> str:
     lines += ["", "| paired difference (same items) | value [95% paired bootstrap] |", "|---|---|"]
     for a, b in PAIRS:
         if a in per_model and b in per_model:
-            d, lo, hi = paired_interval([per_model[a][i] for i in ids], [per_model[b][i] for i in ids])
+            xs, ys = [per_model[a][i] for i in ids], [per_model[b][i] for i in ids]
+            d = (sum(xs) - sum(ys)) / len(ids)
+            lo, hi = paired_bootstrap_interval(xs, ys, n_resamples=10_000)
             mark = " *" if lo > 0 or hi < 0 else ""
             lines.append(f"| {a} − {b} | {d:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark} |")
     eval_in = stages["eval"]["inputs"]["task"]
