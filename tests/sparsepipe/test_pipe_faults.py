@@ -64,3 +64,44 @@ def test_a_hung_rank_stops_every_rank_within_the_timeout(runs):
     assert "in F(" in ranks[1].output
     # every rank is gone within the timeout plus the watchdog's margin, counted from the last rank's start
     assert max(p.seconds for p in ranks) < min(p.seconds for p in ranks) + TIMEOUT_S + 6
+
+
+HUNG_CHILD = """
+import sys, time
+from datetime import timedelta
+import torch.distributed as dist
+from plinth_sparsepipe.pipe.faults import Liveness
+store = dist.PrefixStore("plinth-sparsepipe/heartbeat/", dist.TCPStore("127.0.0.1", int(sys.argv[1]), is_master=False,
+                         timeout=timedelta(seconds=10), wait_for_workers=False))
+live = Liveness(1, 2, lambda r: f"rank {r}", timeout_s=0.5, store=store, interval_s=0.2)
+live.start("F(3)")
+time.sleep(60)  # stuck in its own work: the watchdog must end it
+"""
+
+
+def test_a_rank_ended_by_its_watchdog_is_reported_as_hung_not_just_gone():
+    """The order CI once hit: the hung rank's watchdog ends it before its neighbour's receive times out, so the
+    neighbour sees a closed connection; it must still say the peer hung, and where."""
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from plinth_sparsepipe.pipe.faults import Liveness
+
+    master = dist.TCPStore("127.0.0.1", 0, is_master=True, timeout=timedelta(seconds=10), wait_for_workers=False)
+    child = subprocess.run([sys.executable, "-c", HUNG_CHILD, str(master.port)], capture_output=True, text=True,
+                           timeout=60)
+    assert child.returncode == 1, child.stderr
+    assert "rank 1 made no progress for" in child.stderr and "in F(3): it hangs" in child.stderr
+    store = dist.PrefixStore("plinth-sparsepipe/heartbeat/", master)
+    watcher = Liveness(0, 2, lambda r: f"rank {r}", timeout_s=0.5, store=store, interval_s=0.2)
+    try:
+        hung = watcher.hung(1)
+        assert hung is not None and hung["what"] == "F(3)" and hung["stuck_s"] > 0.5
+        assert watcher.hung(0) is None
+        assert "rank 1: stuck, not waiting for any peer, for" in watcher.diagnose()
+        assert "its watchdog ended it" in watcher.diagnose()
+    finally:
+        watcher.close()

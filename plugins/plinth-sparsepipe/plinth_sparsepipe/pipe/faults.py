@@ -99,6 +99,11 @@ class Liveness:
                     faulthandler.dump_traceback_later(self.timeout_s + 30, file=sys.stderr, exit=True)
 
     def _abort(self, stuck: float) -> None:
+        if self.store is not None:  # so a neighbour that sees this process go can say it hung, not just died
+            try:
+                self.store.set(f"hung-{self.rank}", json.dumps({"stuck_s": stuck, "what": self.what}))
+            except Exception:  # noqa: BLE001
+                pass
         print(f"plinth-sparsepipe: {self.describe(self.rank)} made no progress for {stuck:.0f} s "
               f"(timeout_s = {self.timeout_s:g}) in {self.what}: it hangs; exiting so that every rank stops",
               file=sys.stderr, flush=True)
@@ -114,6 +119,17 @@ class Liveness:
                 pass
 
     # -- the others -----------------------------------------------------------------------------------------
+    def hung(self, rank: int) -> dict | None:
+        """What `rank`'s watchdog recorded before it ended that rank for hanging ({stuck_s, what}), or None."""
+        if self.store is None:
+            return None
+        try:
+            if self.store.check([f"hung-{rank}"]):
+                return json.loads(self.store.get(f"hung-{rank}"))
+        except Exception:  # noqa: BLE001
+            return None
+        return None
+
     def diagnose(self) -> str:
         """What the other ranks reported: their faults, and which look dead (no heartbeat) or hung (stuck in one
         op while not waiting for a peer); '' if nothing is known."""
@@ -124,6 +140,11 @@ class Liveness:
             if r == self.rank:
                 continue
             try:
+                if self.store.check([f"hung-{r}"]):
+                    hung = json.loads(self.store.get(f"hung-{r}"))
+                    lines.append(f"{self.describe(r)}: stuck, not waiting for any peer, for {hung['stuck_s']:.0f} s "
+                                 f"in {hung['what']}; its watchdog ended it")
+                    continue
                 if self.store.check([f"fault-{r}"]):
                     lines.append(f"{self.describe(r)} failed: {self.store.get(f'fault-{r}').decode()}")
                     continue

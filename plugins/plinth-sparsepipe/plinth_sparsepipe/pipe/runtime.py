@@ -199,13 +199,23 @@ class StageRuntime:
     # -- faults ---------------------------------------------------------------------------------------------
     def _fault(self, exc: PeerFailure, doing: str) -> PipelineFault:
         peer = self.describe(exc.peer)
-        why = {
-            "timeout": f"nothing came within timeout_s = {self.timeout_s:g} s: {peer} hangs, died without closing "
-                       "its connection, or is slower than the timeout allows",
-            "closed": f"{peer} is gone (its process died or failed): {exc.detail}",
-            "protocol": f"{peer} sent something unexpected: {exc.detail}",
-        }[exc.reason]
+        if exc.reason == "timeout":
+            why = (f"nothing came within timeout_s = {self.timeout_s:g} s: {peer} hangs, died without closing "
+                   "its connection, or is slower than the timeout allows")
+        elif exc.reason == "closed":
+            why = self._gone(exc)
+        else:
+            why = f"{peer} sent something unexpected: {exc.detail}"
         return PipelineFault(f"{self.describe(self.rank)}, {doing}: {why}{self._diagnosis()}")
+
+    def _gone(self, exc: PeerFailure) -> str:
+        """Why a peer's connection closed: its watchdog ended it for hanging (it recorded so), or it died."""
+        peer = self.describe(exc.peer)
+        hung = self.liveness.hung(exc.peer) if self.liveness is not None else None
+        if hung is not None:
+            return (f"{peer} hangs: it made no progress within timeout_s = {self.timeout_s:g} s "
+                    f"({hung['stuck_s']:.0f} s in {hung['what']}), so its watchdog ended it")
+        return f"{peer} is gone (its process died or failed): {exc.detail}"
 
     def _diagnosis(self) -> str:
         text = self.liveness.diagnose() if self.liveness is not None else ""
