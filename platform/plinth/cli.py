@@ -352,6 +352,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `plinth describe ... | head`
         sys.stderr.close()
         return 0
+    except (OSError, MemoryError, ImportError) as exc:  # the environment, outside any stage (state files, plugins)
+        from .failures import environment_problem
+
+        problem = environment_problem(exc)
+        if problem is None:
+            raise
+        print(f"plinth: error: {problem}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

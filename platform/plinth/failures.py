@@ -8,6 +8,7 @@ the traceback. Either way the whole traceback goes to RUN_DIR/run.log and the la
 from __future__ import annotations
 
 import errno
+import shutil
 import traceback
 from pathlib import Path
 
@@ -22,8 +23,27 @@ _OS_PROBLEMS = {
 }
 
 
-def environment_problem(exc: BaseException) -> str | None:
-    """A one-line description with the fix when `exc` comes from the environment, else None."""
+# Below this much free space a failure is put down to the disk: libraries that write through their own C++ streams
+# (torch.save's "PytorchStreamWriter ... unexpected pos", safetensors) do not raise ENOSPC.
+LOW_DISK_BYTES = 256 << 20
+
+
+def environment_problem(exc: BaseException, where: Path | None = None) -> str | None:
+    """A one-line description with the fix when `exc` (or an exception it was raised from) comes from the
+    environment, else None. `where`: a folder the stage writes to, whose free space is checked."""
+    for link in _chain(exc):
+        found = _one_problem(link)
+        if found is not None:
+            return found
+    if where is not None:
+        free = _free_bytes(where)
+        if free is not None and free < LOW_DISK_BYTES:
+            return (f"the disk holding {where} is full ({free / 2**20:.0f} MiB free; the error was "
+                    f"{type(exc).__name__}: {_first_line(exc)}) — free space")
+    return None
+
+
+def _one_problem(exc: BaseException) -> str | None:
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         top = exc.name.split(".")[0]
         return (f"the Python package '{top}' is not installed in {_venv()} — install it (`make setup` installs "
@@ -35,13 +55,42 @@ def environment_problem(exc: BaseException) -> str | None:
     if isinstance(exc, OSError) and exc.errno in _OS_PROBLEMS:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{_OS_PROBLEMS[exc.errno]}{where} — free space or fix permissions"
+    text = str(exc)
+    if "No space left on device" in text:
+        return f"the disk is full ({_first_line(exc)}) — free space"
+    if type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text:
+        return "the GPU ran out of memory — lower batch sizes or max_length, or free GPU memory"
     return None
+
+
+def _chain(exc: BaseException):
+    """`exc` and the exceptions it was raised from or while handling, oldest last, each once."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _free_bytes(where: Path) -> int | None:
+    for folder in (Path(where), *Path(where).parents):
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free
+            except OSError:
+                return None
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else ""
 
 
 def failure_message(stage_id: str, component: str, exc: BaseException, run_log: Path) -> str:
     """The text of the StageFailedError the CLI prints for a stage that raised `exc`."""
     head = f"stage '{stage_id}' ({component}) failed: {type(exc).__name__}: {exc}"
-    env = environment_problem(exc)
+    env = environment_problem(exc, run_log.parent)
     if env is not None:
         return f"stage '{stage_id}' ({component}) cannot run: {env}; then {RERUN} (details: {run_log})"
     tail = "".join(traceback.format_exception(exc)[-6:]).rstrip()
