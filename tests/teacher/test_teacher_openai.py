@@ -132,3 +132,16 @@ def test_concurrency_overlaps_requests():
         backend(srv, concurrency=8).chat(convs)
         fast = time.perf_counter() - t
         assert fast < 16 * 0.05 / 3  # sequential would take 0.8 s
+
+
+def test_identity_covers_extra_body_but_not_the_address():
+    """Cached samples are keyed on what shapes them: extra_body (top_p, template kwargs) does, the port does not."""
+    plain = OpenAIChat({"base_url": "http://127.0.0.1:1/v1", "model": "m"}).identity
+    moved = OpenAIChat({"base_url": "http://127.0.0.1:2/v1", "model": "m"}).identity
+    top_p = OpenAIChat({"base_url": "http://127.0.0.1:1/v1", "model": "m", "extra_body": {"top_p": 0.5}}).identity
+    top_p9 = OpenAIChat({"base_url": "http://127.0.0.1:1/v1", "model": "m", "extra_body": {"top_p": 0.9}}).identity
+    assert plain == moved == "openai:m"
+    assert len({plain, top_p, top_p9}) == 3
+    reordered = {"extra_body": {"b": 1, "a": 2}}, {"extra_body": {"a": 2, "b": 1}}
+    ids = [OpenAIChat({"base_url": "http://h/v1", "model": "m", **r}).identity for r in reordered]
+    assert ids[0] == ids[1]

@@ -8,6 +8,7 @@ environment variable named in the config and never appears in errors, logs or ca
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -85,8 +86,12 @@ class OpenAIChat(ChatBackend):
     @property
     def identity(self) -> str:
         # the server's address is left out on purpose: the same model behind a restarted server (new port)
-        # must hit the same cache entries.
-        return f"openai:{self.config.model}"
+        # must hit the same cache entries. `extra_body` is in it: its keys (top_p, chat_template_kwargs, ...) change
+        # what the server samples.
+        if not self.config.extra_body:
+            return f"openai:{self.config.model}"
+        extra = json.dumps(self.config.extra_body, sort_keys=True, default=str)
+        return f"openai:{self.config.model}:{hashlib.sha256(extra.encode()).hexdigest()[:16]}"
 
     @property
     def name(self) -> str:
