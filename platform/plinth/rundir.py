@@ -13,7 +13,9 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -39,6 +41,35 @@ def fsync_dir(folder: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def replace_folder(tmp: Path, dest: Path) -> Path:
+    """Put the finished folder `tmp` at `dest` (same file system), replacing what is there, so that a kill at any
+    moment leaves the old folder or the new one at `dest` (or the old one beside it as `.NAME.old-*`), never
+    nothing: its files are fsynced, the old folder is renamed aside (not deleted first), `tmp` renamed into place,
+    the parent fsynced, and only then the old folder removed."""
+    tmp, dest = Path(tmp), Path(dest)
+    for f in tmp.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    old = None
+    if dest.exists():
+        old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(dest, old)
+    try:
+        os.rename(tmp, dest)
+    except BaseException:
+        if old is not None and not dest.exists():
+            os.rename(old, dest)  # put the old folder back
+        raise
+    fsync_dir(dest.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
 
 
 @contextmanager

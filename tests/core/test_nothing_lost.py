@@ -2,6 +2,7 @@
 Ctrl-C and SIGTERM are recorded as interrupted, --force trains from scratch, atomic writes are durable, and
 `plinth join` finds the launch of the current attempt whenever it was written."""
 
+import errno
 import json
 import os
 import signal
@@ -169,6 +170,36 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path):
             fh.write("half")
             raise RuntimeError("killed")
     assert (tmp_path / "a.txt").read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_replace_folder_never_leaves_nothing_at_the_destination(tmp_path, monkeypatch):
+    """save_model_folder used to rmtree the old model and then rename: a kill between the two lost the model."""
+    dest, new = tmp_path / "model", tmp_path / ".model.tmp"
+    dest.mkdir()
+    (dest / "w.safetensors").write_text("old")
+    new.mkdir()
+    (new / "w.safetensors").write_text("new")
+    real_rename, seen = os.rename, []
+
+    def rename(src, dst):
+        # at every rename, the old model is at dest or beside it: never deleted before the new one is in place
+        seen.append(any((p / "w.safetensors").exists() for p in [dest, *tmp_path.glob(".model.old-*")]))
+        if Path(src) == new:
+            raise OSError(errno.EIO, "killed mid-rename")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="killed mid-rename"):
+        rundir.replace_folder(new, dest)
+    assert (dest / "w.safetensors").read_text() == "old" and all(seen)  # put back
+    monkeypatch.setattr(os, "rename", real_rename)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)), real_fsync(fd)))
+    rundir.replace_folder(new, dest)
+    assert (dest / "w.safetensors").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # old folder removed after
+    assert synced == [False, True]  # the file, then the parent folder
 
 
 def test_eval_results_are_written_through_the_shared_atomic_helper(tmp_path, monkeypatch):

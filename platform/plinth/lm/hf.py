@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import ConfigError
+from ..rundir import fsync_dir, replace_folder
 
 #: ChatML, the template of Qwen2 and SmolLM2 instruct models (no default system prompt).
 CHATML_TEMPLATE = (
@@ -252,26 +253,12 @@ def _convert_once(dest: Path, build: Callable[[Path], None], stamp: str | None =
         except OSError:
             if not (is_model_folder(dest) and _stamp_of(dest) == stamp):  # lost a race to a finished twin: fine
                 raise
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     finally:
         for leftover in (tmp, stale):
             if leftover.exists():
                 shutil.rmtree(leftover, ignore_errors=True)
     return dest
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename inside `folder` durable (POSIX needs the parent directory synced)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- precision and devices ------------------------------------------------------------------------------------
@@ -381,9 +368,7 @@ def save_model_folder(model: Any, tokenizer: Any, path: str | os.PathLike[str], 
 
             gen = GenerationConfig.from_model_config(model.config)
             gen.save_pretrained(str(tmp))
-        if path.exists():
-            shutil.rmtree(path)
-        os.rename(tmp, path)
+        replace_folder(tmp, path)  # never deletes the old model before the new one is in place
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import threading
@@ -25,6 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from plinth.rundir import replace_folder
 
 from . import methods
 from .checkpoint import DTYPES, INDEX_NAME, PICKLE_SUFFIXES, Checkpoint, TensorInfo
@@ -513,13 +514,7 @@ def merge(
                         entry["content_hash"] = known[entry["label"]]  # plinth.artifacts.content_hash of the folder
             record["seconds"] = round(time.perf_counter() - t0, 3)
             (tmp / "merge.json").write_text(json.dumps(record, indent=2) + "\n")
-            if out.exists():
-                trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(out, trash)
-                os.rename(tmp, out)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.rename(tmp, out)
+            replace_folder(tmp, out)  # fsynced; the old merge is moved aside, never deleted before
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
