@@ -1,4 +1,4 @@
-"""plinth: a plugin-based platform for post-training models.
+"""plinth: a plugin-based platform for training models (post-training language models, sparse 3D point-cloud networks).
 
 The public API a plugin needs is importable from here. Names are resolved on first use (PEP 562), so a plugin's
 `from plinth import hookimpl` costs only pluggy, and `plinth --help` never pays for pydantic.

@@ -32,7 +32,7 @@ def _add_common_run_args(p: argparse.ArgumentParser, several: bool = False) -> N
 def build_parser(plugins=None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plinth",
-        description="A plugin-based platform for post-training models. `plinth COMMAND --help` for each command.",
+        description="A plugin-based platform for training models: post-training language models, sparse 3D networks on point clouds. `plinth COMMAND --help` for each command.",
     )
     parser.add_argument("--version", action="version", version=f"plinth {__version__}")
     parser.add_argument("--strict-plugins", action="store_true", help="fail when any plugin fails to load")
