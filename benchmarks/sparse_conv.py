@@ -12,9 +12,11 @@ the input features, the kernel map or dense grid, outputs, gradients and every t
 baseline gets `--dense-cap-gb` of address space beyond what the process holds before its inputs; a case that needs
 more is reported as out of memory (on this shared 24 GB machine nothing larger is safe).
 
-Sections (all by default): dense (sparse vs dense Conv3d), gemm (achieved GFLOP/s vs torch.mm of the same shapes),
-baselines (vs spconv's CPU build and ocnn, 3^3 64->64 on the 256^3 cloud), kmap (kernel-map build vs one conv),
-dataflow (per-offset vs fused at several layer sizes: the measurements behind torch_conv.choose_dataflow).
+Sections (all by default): dense (sparse vs dense Conv3d), gemm (achieved GFLOP/s vs torch.mm of the same shapes,
+for each of --gemm-dataflows), baselines (vs spconv's CPU build and ocnn, 3^3 64->64 on the 256^3 cloud), kmap
+(kernel-map build vs one conv), dataflow (per-offset vs fused vs compiled at several layer sizes: the measurements
+behind torch_conv.choose_dataflow). Our conv runs through torch_conv.conv with its default rule except where a
+section names a dataflow; the compiled kernel builds on first use (PLINTH_SPARSE_KERNEL=torch measures without it).
 
     flock -x /tmp/plinth-cpu.lock .venv/bin/python benchmarks/sparse_conv.py          # ~10 min on 2 busy cores
     .venv/bin/python benchmarks/sparse_conv.py --quick                                # smoke run, ~1-2 min
@@ -121,7 +123,7 @@ def work_sparse(res: int, channels: int, repeats: int, **_):
 
     tiny = SparseTensor(coords4[:64], torch.randn(64, channels).requires_grad_(True))
     tiny_map = op_map(tiny, 3).kmap
-    for flow in ("per_offset", "fused"):
+    for flow in ("per_offset", "fused", "compiled"):  # "compiled" runs per_offset where it did not build
         torch_conv.conv(tiny.feats, w, tiny_map, flow).sum().backward()
     base = _reset_peak()
     x = SparseTensor(coords4, torch.randn(len(coords), channels).requires_grad_(True))
@@ -179,11 +181,11 @@ def _per_offset_shapes(kmap):
     return [n for n in kmap.sizes if n]
 
 
-def work_gemm(res: int, channels: int, repeats: int, **_):
+def work_gemm(res: int, channels: int, repeats: int, dataflow: str = "compiled", **_):
     """Achieved GFLOP/s of our conv (kernel map cached) vs torch.mm on the same shapes, interleaved in one process."""
     import torch
 
-    from plinth_sparsepipe.sparse.backends import torch_conv
+    from plinth_sparsepipe.sparse.backends import compiled, torch_conv
     from plinth_sparsepipe.sparse.functional.maps import op_map
 
     x = _sparse_input(res, channels)
@@ -196,8 +198,13 @@ def work_gemm(res: int, channels: int, repeats: int, **_):
     b, out = torch.randn(channels, channels), torch.empty(max(shapes), channels)
     wg = torch.empty(channels, channels)
 
+    if dataflow == "compiled" and not compiled.available():
+        return {"missing": f"compiled kernel unavailable: {compiled.error()}"}
+
     def ours():
-        torch_conv.GatherGemmScatter.apply(f, w, kmap).backward(grad)
+        torch_conv.conv(f, w, kmap, dataflow).backward(grad)
+
+    ours()  # the compiled path sorts and checks the map once (cached on it, as in training)
 
     def mm():  # forward, grad-input and grad-weight GEMMs of every offset
         for m in a:
@@ -210,7 +217,7 @@ def work_gemm(res: int, channels: int, repeats: int, **_):
         t_mm = min(t_mm, _best(mm, 1))
         t_ours = min(t_ours, _best(ours, 1))
     flop = 3 * 2 * kmap.num_pairs * channels * channels
-    return {"voxels": kmap.n_in, "pairs": kmap.num_pairs, "ours_s": t_ours, "mm_s": t_mm,
+    return {"voxels": kmap.n_in, "pairs": kmap.num_pairs, "dataflow": dataflow, "ours_s": t_ours, "mm_s": t_mm,
             "ours_gflops": flop / t_ours / 1e9, "mm_gflops": flop / t_mm / 1e9}
 
 
@@ -304,7 +311,8 @@ def work_kmap(res: int, channels: int, repeats: int, **_):
         "voxels": len(x),
         "subm_kmap_s": _best(lambda: km.submanifold_map(x.coords, 3), repeats),
         "down_kmap_s": _best(lambda: km.downsample_map(x.coords, 2, 2), repeats),
-        "conv_s": _best(lambda: torch_conv.GatherGemmScatter.apply(f, w, subm).backward(grad), repeats),
+        "conv_s": _best(lambda: torch_conv.conv(f, w, subm).backward(grad), repeats),
+        "dataflow": torch_conv.choose_dataflow(subm, 64, 64, feats=f),
     }
 
 
@@ -330,7 +338,7 @@ def work_naive(res: int, channels: int, repeats: int, impl: str = "naive", **_):
         out.backward(grad)
 
     def ours():
-        torch_conv.GatherGemmScatter.apply(f, w, kmap).backward(grad)
+        torch_conv.conv(f, w, kmap).backward(grad)
 
     fn = naive if impl == "naive" else ours
     base = _reset_peak()
@@ -346,11 +354,11 @@ DATAFLOW_LAYERS = [  # (cloud resolution, tensor stride the layer runs at, kerne
 
 
 def work_dataflow(channels: int, repeats: int, **_):
-    """fwd + bwd of per-offset vs fused at several layer sizes; which one the rule picks."""
+    """fwd + bwd of each dataflow at several layer sizes; which one the rule picks."""
     import torch
 
     from plinth_sparsepipe.sparse import functional as spF
-    from plinth_sparsepipe.sparse.backends import torch_conv
+    from plinth_sparsepipe.sparse.backends import compiled, torch_conv
     from plinth_sparsepipe.sparse.functional.maps import op_map
 
     rows = []
@@ -363,13 +371,15 @@ def work_dataflow(channels: int, repeats: int, **_):
         f = x.feats.detach().clone().requires_grad_(True)
         grad = torch.ones(kmap.n_out, channels)
         times = {}
-        for flow in ("per_offset", "fused"):
+        for flow in ("per_offset", "fused") + (("compiled",) if compiled.available() else ()):
+            torch_conv.conv(f, w, kmap, flow).backward(grad)  # warm-up (the compiled path's one-off map sort)
             times[flow] = _best(lambda: torch_conv.conv(f, w, kmap, flow).backward(grad), repeats)
         rows.append({
             "layer": f"{res}^3 cloud, stride {t}, k{k}s{s}", "n_out": kmap.n_out,
             "density": round(kmap.num_pairs / (kmap.n_out * kmap.kernel_volume), 3),
-            "per_offset_s": times["per_offset"], "fused_s": times["fused"],
-            "rule": torch_conv.choose_dataflow(kmap, channels, channels),
+            "per_offset_s": times["per_offset"], "fused_s": times["fused"], "compiled_s": times.get("compiled"),
+            "work": kmap.n_out * channels * channels,
+            "rule": torch_conv.choose_dataflow(kmap, channels, channels, feats=f),
         })
     return {"rows": rows}
 
@@ -448,15 +458,19 @@ def section_dense(a, out):
 def section_gemm(a, out):
     _header(
         f"Achieved GFLOP/s vs torch.mm of the same shapes ({a.big}^3 cloud, 3^3 conv fwd + bwd, threads={a.threads})",
-        ['channels', 'voxels', 'pairs', 'ours s', 'ours GFLOP/s', 'torch.mm GFLOP/s', 'ratio'],
+        ['dataflow', 'channels', 'voxels', 'pairs', 'ours s', 'ours GFLOP/s', 'torch.mm GFLOP/s', 'ratio'],
     )
     rows = []
-    for c in a.channels:
-        r = run_case("gemm", res=a.big, channels=c, repeats=a.repeats, threads=a.threads)
-        r["channels"], r["ratio"] = c, r["ours_gflops"] / r["mm_gflops"]
-        rows.append(r)
-        print(f"| {c} | {r['voxels']} | {r['pairs']} | {_fmt(r['ours_s'])} | {_fmt(r['ours_gflops'], 1)} | "
-              f"{_fmt(r['mm_gflops'], 1)} | {_fmt(r['ratio'], 2)} |", flush=True)
+    for flow in a.gemm_dataflows.split(","):
+        for c in a.channels:
+            r = run_case("gemm", res=a.big, channels=c, repeats=a.repeats, threads=a.threads, dataflow=flow)
+            if "missing" in r or r.get("failed"):
+                print(f"| {flow} | {c} | {r.get('missing') or r.get('error')} |", flush=True)
+                continue
+            r["channels"], r["ratio"] = c, r["ours_gflops"] / r["mm_gflops"]
+            rows.append(r)
+            print(f"| {flow} | {c} | {r['voxels']} | {r['pairs']} | {_fmt(r['ours_s'])} | {_fmt(r['ours_gflops'], 1)} "
+                  f"| {_fmt(r['mm_gflops'], 1)} | {_fmt(r['ratio'], 2)} |", flush=True)
     out["gemm"] = rows
 
 
@@ -509,18 +523,22 @@ def section_kmap(a, out):
 
 def section_dataflow(a, out):
     _header(
-        f"Dataflow: per-offset vs fused, fwd + bwd (threads={a.threads}); the rule's pick in the last column",
-        ['channels', 'layer', 'n_out', 'pair density', 'per-offset s', 'fused s', 'faster', 'rule picks'],
+        f"Dataflow: per-offset vs fused vs compiled, fwd + bwd (threads={a.threads}); "
+        "the rule's pick in the last column",
+        ['channels', 'layer', 'n_out', 'pair density', 'per-offset s', 'fused s', 'compiled s', 'faster',
+         'rule picks'],
     )
     rows = []
     for c in a.flow_channels:
         r = run_case("dataflow", channels=c, repeats=a.repeats, threads=a.threads)
         for row in r["rows"]:
-            faster = "fused" if row["fused_s"] < row["per_offset_s"] else "per_offset"
+            times = {f: row[f"{f}_s"] for f in ("per_offset", "fused", "compiled") if row.get(f"{f}_s") is not None}
+            faster = min(times, key=times.get)
             row.update(channels=c, faster=faster)
             rows.append(row)
             print(f"| {c} | {row['layer']} | {row['n_out']} | {row['density']} | {_fmt(row['per_offset_s'], 4)} | "
-                  f"{_fmt(row['fused_s'], 4)} | {faster} | {row['rule']} |", flush=True)
+                  f"{_fmt(row['fused_s'], 4)} | {_fmt(row['compiled_s'], 4)} | {faster} | {row['rule']} |",
+                  flush=True)
     agree = sum(r["faster"] == r["rule"] for r in rows)
     print(f"rule agrees with the faster dataflow on {agree}/{len(rows)} layers")
     out["dataflow"] = rows
@@ -543,6 +561,10 @@ def main() -> None:
         "--omp-wait-policy", default="default", choices=["PASSIVE", "ACTIVE", "default"],
         help="OMP_WAIT_POLICY for every case ('default' leaves the environment as it is; PASSIVE on a loaded "
         "machine, where threads spinning at OpenMP barriers burn the cores the other threads wait for)",
+    )
+    p.add_argument(
+        "--gemm-dataflows", default="compiled,per_offset",
+        help="gemm section: comma list of torch_conv dataflows to measure (compiled, per_offset, fused)",
     )
     p.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     a = p.parse_args()

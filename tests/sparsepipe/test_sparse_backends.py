@@ -119,3 +119,88 @@ def test_spconv_is_repeatable_with_two_torch_threads():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+# -- the compiled kernel (the torch back end's "compiled" dataflow) ------------------------------------------------
+def _compiled_or_skip():
+    from plinth_sparsepipe.sparse.backends import compiled
+
+    if compiled.mode() == "torch":
+        pytest.skip("PLINTH_SPARSE_KERNEL=torch: no compiled kernel in this run")
+    if compiled.kernel() is None:
+        if not compiled.compiler_found():
+            pytest.skip(f"no C++ compiler, so no compiled kernel: {compiled.error()}")
+        pytest.fail(f"compiled sparse conv kernel did not build: {compiled.error()}")
+
+
+def _flows_agree(kmap, c_in=3, c_out=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(kmap.n_in, c_in, generator=g, dtype=torch.float64).requires_grad_(True)
+    weight = torch.randn(kmap.kernel_volume, c_in, c_out, generator=g, dtype=torch.float64).requires_grad_(True)
+    upstream = torch.randn(kmap.n_out, c_out, generator=g, dtype=torch.float64)
+    results = []
+    for flow in ("per_offset", "compiled"):
+        out = torch_conv.conv(feats, weight, kmap, flow)
+        results.append((out, *torch.autograd.grad((out * upstream).sum(), (feats, weight))))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_compiled_kernel_on_unsorted_coordinates_and_repeated_rows(monkeypatch):
+    """Pairs out of row order (coordinates in random order: the kernel sorts each offset's pairs once) and a map
+    whose offsets repeat output and input rows (each tile owns its rows, so repeats are still exact); tiles of
+    2 rows so that several threads' tiles and sub-chunks are exercised."""
+    from plinth_sparsepipe.sparse.kmap import KernelMap, downsample_map, submanifold_map
+
+    _compiled_or_skip()
+    monkeypatch.setattr(torch_conv, "compiled_tile_rows", lambda c_in, c_out, itemsize=4, n_rows=None: 2)
+    x = _tensor()
+    coords = x.coords[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))]
+    for kmap in (submanifold_map(coords, 3), downsample_map(coords, 2, 2), downsample_map(coords, 3, 2).transposed()):
+        _flows_agree(kmap)
+        (fwd_rows, _), (bwd_rows, _) = kmap._compiled_meta[:2]
+        assert fwd_rows is not kmap.out_idx or bwd_rows is not kmap.in_idx  # really sorted a copy
+    g = torch.Generator().manual_seed(1)
+    sizes = [7, 0, 5]
+    repeated = KernelMap(torch.randint(0, 4, (12,), generator=g), torch.randint(0, 3, (12,), generator=g), sizes, 4, 3)
+    _flows_agree(repeated)
+
+
+def test_compiled_kernel_rejects_out_of_range_rows():
+    from plinth_sparsepipe.sparse.kmap import KernelMap
+
+    _compiled_or_skip()
+    bad = KernelMap(torch.tensor([0, 5]), torch.tensor([0, 1]), [2], 3, 2)
+    with pytest.raises(RuntimeError, match="out of range"):
+        torch_conv.conv(torch.randn(3, 2), torch.randn(1, 2, 2), bad, "compiled")
+
+
+def test_a_failed_build_falls_back_with_one_warning_line(tmp_path):
+    """A compiler that fails (CXX=false) and an empty extensions cache: the conv still runs on the PyTorch path,
+    stderr holds exactly one line (the warning), no traceback; PLINTH_SPARSE_KERNEL=compiled makes it an error."""
+    import os
+    import subprocess
+    import sys
+
+    script = "\n".join([
+        "import torch",
+        "from plinth_sparsepipe.sparse import SparseTensor",
+        "from plinth_sparsepipe.sparse import functional as spF",
+        "from plinth_sparsepipe.sparse.backends import compiled",
+        "x = SparseTensor.from_dense(torch.randn(1, 2, 4, 4, 4))",
+        "w = torch.randn(27, 2, 3, requires_grad=True)",
+        "spF.conv3d(x, w, kernel_size=3).feats.sum().backward()",
+        "spF.conv3d(x, w, kernel_size=3)",  # a second conv neither retries the build nor warns again
+        "print('ok', compiled.available(), w.grad.shape[0])",
+    ])
+    env = dict(os.environ, CXX="false", TORCH_EXTENSIONS_DIR=str(tmp_path / "ext"), PLINTH_SPARSE_KERNEL="auto")
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["ok", "False", "27"]
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in run.stderr
+    assert len([line for line in lines if "compiled sparse conv kernel unavailable" in line]) == 1, run.stderr
+    assert all(line.startswith(" ") or "compiled sparse conv kernel unavailable" in line for line in lines), lines
+    forced = subprocess.run([sys.executable, "-c", script], env=dict(env, PLINTH_SPARSE_KERNEL="compiled"),
+                            capture_output=True, text=True, timeout=120)
+    assert forced.returncode != 0 and "PLINTH_SPARSE_KERNEL=compiled but building" in forced.stderr

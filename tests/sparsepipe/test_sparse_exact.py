@@ -19,20 +19,35 @@ import torch.nn.functional as F
 
 from plinth_sparsepipe.sparse import SparseTensor, sparse_collate
 from plinth_sparsepipe.sparse import functional as spF
-from plinth_sparsepipe.sparse.backends import torch_conv
+from plinth_sparsepipe.sparse.backends import compiled, torch_conv
 
 SHAPE = (7, 6, 8)
 ATOL = 1e-4
 
 
-@pytest.fixture(params=["per_offset", "fused", "per_offset_chunked", "fused_chunked"])
+def _require_compiled():
+    """The compiled kernel, built if needed; a failed build fails the test (it does not fall back), except under
+    PLINTH_SPARSE_KERNEL=torch (this run has no compiled path) or with no C++ compiler at all (skipped)."""
+    if compiled.mode() == "torch":
+        pytest.skip("PLINTH_SPARSE_KERNEL=torch: no compiled kernel in this run")
+    if compiled.kernel() is None:
+        if not compiled.compiler_found():
+            pytest.skip(f"no C++ compiler, so no compiled kernel: {compiled.error()}")
+        pytest.fail(f"compiled sparse conv kernel did not build: {compiled.error()}")
+
+
+@pytest.fixture(params=["per_offset", "fused", "compiled", "per_offset_chunked", "fused_chunked", "compiled_chunked"])
 def dataflow(request, monkeypatch):
-    """Both dataflows, each also with tiny chunks so that every offset spans several gather-GEMM-scatter steps."""
+    """Every dataflow, each also with tiny chunks (tiles of 3 rows for the compiled kernel) so that every offset
+    spans several gather-GEMM-scatter steps."""
     flow = request.param.replace("_chunked", "")
-    monkeypatch.setattr(torch_conv, "choose_dataflow", lambda kmap, ci, co: flow)
+    if flow == "compiled":
+        _require_compiled()
+    monkeypatch.setattr(torch_conv, "choose_dataflow", lambda kmap, ci, co, feats=None: flow)
     if request.param.endswith("_chunked"):
         monkeypatch.setattr(torch_conv, "_chunk_rows", lambda kmap, width: 3)
         monkeypatch.setattr(torch_conv, "_CHUNK_ELEMENTS", 40)
+        monkeypatch.setattr(torch_conv, "compiled_tile_rows", lambda c_in, c_out, itemsize=4, n_rows=None: 3)
     return request.param
 
 
@@ -272,15 +287,18 @@ def test_cat_joins_matching_coordinates_only():
 
 
 @pytest.mark.parametrize("kind", ["subm", "down", "up"])
-@pytest.mark.parametrize("fused", [False, True])
-def test_gradcheck_float64(kind, fused):
+@pytest.mark.parametrize("flow", ["per_offset", "fused", "compiled"])
+def test_gradcheck_float64(kind, flow):
     from plinth_sparsepipe.sparse.functional.maps import op_map
 
+    if flow == "compiled":
+        _require_compiled()
     dense, mask = _grid(2, seed=3, shape=(4, 4, 4), dtype=torch.float64, p=0.5)
     x = SparseTensor.from_dense(dense, mask=mask)
     choice = op_map(x, 3, 1 if kind == "subm" else 2)
     kmap = choice.kmap.transposed() if kind == "up" else choice.kmap
     feats = torch.randn(kmap.n_in, 2, dtype=torch.float64, requires_grad=True)
     w = torch.randn(27, 2, 3, dtype=torch.float64, requires_grad=True)
-    fn = torch_conv.FusedGatherGemm if fused else torch_conv.GatherGemmScatter
+    fn = {"per_offset": torch_conv.GatherGemmScatter, "fused": torch_conv.FusedGatherGemm,
+          "compiled": torch_conv.CompiledGatherGemmScatter}[flow]
     assert torch.autograd.gradcheck(lambda f, w: fn.apply(f, w, kmap), (feats, w))

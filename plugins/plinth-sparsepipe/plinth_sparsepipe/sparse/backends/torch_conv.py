@@ -1,6 +1,6 @@
 """The `torch` back end's convolution: gather -> GEMM -> scatter over a kernel map, as custom autograd Functions.
 
-Two dataflows, same result:
+Three dataflows, same result:
 - per offset (`GatherGemmScatter`): for each offset k, out[out_k] += feats[in_k] @ W[k]; the identity offset of a
   submanifold map is one plain matmul that initialises the output. Backward per offset without autograd:
   grad_in[in_k] += grad_out[out_k] @ W[k]^T and grad_W[k] = feats[in_k]^T @ grad_out[out_k]. Gathers go into one
@@ -9,6 +9,11 @@ Two dataflows, same result:
 - fused (`FusedGatherGemm`): gather all offsets into [rows, K*Cin] (missing neighbours read a zero row) and do one
   GEMM with W viewed as [K*Cin, Cout], in row chunks to bound the column buffer. Does K*n_out*Cin*Cout multiply-adds
   whatever the occupancy, but issues two large ops instead of 2K small ones: wins on small or dense layers.
+- compiled (`CompiledGatherGemmScatter`, CPU float32/float64): gather -> GEMM -> scatter in C++
+  (`csrc/gather_gemm_scatter.cpp`, built at first use by `compiled.kernel()`), tiled by output rows forward and by
+  input rows backward so a tile and the rows it gathers stay in cache, tiles spread over torch's threads, one
+  single-threaded BLAS call per (tile, offset); no per-op Python or dispatcher cost. Falls back to per offset
+  (one warning) where it cannot build.
 `choose_dataflow` picks one per call from a rule measured by benchmarks/sparse_conv.py (see docs).
 """
 
@@ -17,26 +22,45 @@ from __future__ import annotations
 import torch
 
 from ..kmap import KernelMap
+from . import compiled
 
-# Fused wins where the per-offset loop's fixed cost per op dominates: small layers (measured by
-# benchmarks/sparse_conv.py --sections dataflow; the crossover sat between n_out*Cin*Cout = 1M and 8M).
+# Without the compiled kernel, fused wins where the per-offset loop's fixed cost per op dominates: small layers
+# (measured by benchmarks/sparse_conv.py --sections dataflow; the crossover sat between n_out*Cin*Cout = 1M and 8M).
 FUSED_MAX_WORK = 1 << 21
 _CHUNK_ELEMENTS = 1 << 22  # fused: column-buffer elements per chunk (16 MiB of float32)
 CHUNK_ELEMENTS = 1 << 20  # per offset: buffer elements per gather -> mm -> scatter step (4 MiB float32)
 
 
-def choose_dataflow(kmap: KernelMap, c_in: int, c_out: int) -> str:
-    """'fused' when n_out * c_in * c_out <= FUSED_MAX_WORK, else 'per_offset' (measured: docs/plugins/sparsepipe.md)."""
+def choose_dataflow(kmap: KernelMap, c_in: int, c_out: int, feats: torch.Tensor | None = None) -> str:
+    """'compiled' for CPU float32/float64 feats when the kernel builds (the first call builds it); otherwise (CUDA,
+    other dtypes, no compiler, PLINTH_SPARSE_KERNEL=torch, feats not given) 'fused' when
+    n_out * c_in * c_out <= FUSED_MAX_WORK, else 'per_offset'. Measured by benchmarks/sparse_conv.py --sections
+    dataflow (2026-12-02, 2 threads): compiled was the fastest on all 18 layers, 92 to 29,671 output sites at 16 and
+    64 channels (1.5x to 3.5x faster than the better of the other two); see docs/plugins/sparsepipe.md."""
+    if feats is not None and feats.dtype in (torch.float32, torch.float64) and feats.device.type == "cpu":
+        if compiled.available():
+            return "compiled"
     if kmap.kernel_volume > 1 and kmap.n_out * c_in * c_out <= FUSED_MAX_WORK:
         return "fused"
     return "per_offset"
 
 
+def compiled_supported(feats: torch.Tensor, weight: torch.Tensor) -> bool:
+    """The compiled kernel takes CPU float32/float64 (feats and weight alike) and must have built."""
+    return (
+        feats.device.type == "cpu" and weight.device.type == "cpu" and feats.dtype == weight.dtype
+        and feats.dtype in (torch.float32, torch.float64) and compiled.available()
+    )
+
+
 def conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap, dataflow: str | None = None) -> torch.Tensor:
-    """feats [n_in, Cin], weight [K, Cin, Cout] -> [n_out, Cout]."""
-    dataflow = dataflow or choose_dataflow(kmap, weight.shape[1], weight.shape[2])
+    """feats [n_in, Cin], weight [K, Cin, Cout] -> [n_out, Cout]. `dataflow` 'compiled' on inputs the kernel does
+    not take (CUDA, half precision, no build) runs 'per_offset'."""
+    dataflow = dataflow or choose_dataflow(kmap, weight.shape[1], weight.shape[2], feats=feats)
     if dataflow == "fused":
         return FusedGatherGemm.apply(feats, weight, kmap)
+    if dataflow == "compiled" and compiled_supported(feats, weight):
+        return CompiledGatherGemmScatter.apply(feats, weight, kmap)
     return GatherGemmScatter.apply(feats, weight, kmap)
 
 
@@ -118,6 +142,65 @@ class GatherGemmScatter(torch.autograd.Function):
                 f = g_in[:n]
                 torch.index_select(feats, 0, i_in, out=f)
                 grad_w[k].addmm_(f.t(), go)
+        return grad_in, grad_w, None
+
+
+COMPILED_TILE_BYTES = 1 << 18  # compiled: bytes of one tile's gather + product buffers, per thread
+
+
+def compiled_tile_rows(c_in: int, c_out: int, itemsize: int = 4, n_rows: int | None = None) -> int:
+    """Rows per tile of the compiled kernel: 1024 at 64 channels (float32), fewer on a small layer so that every
+    thread gets tiles (at least 4 per thread, tiles of at least 32 rows)."""
+    rows = max(16, COMPILED_TILE_BYTES // (itemsize * (c_in + c_out)))
+    if n_rows is not None:
+        rows = min(rows, max(32, -(-n_rows // (4 * torch.get_num_threads()))))
+    return rows
+
+
+def _compiled_meta(kmap: KernelMap):
+    """(forward pairs: output rows sorted + their input rows, backward pairs: input rows sorted + their output
+    rows, starts, sizes, identity), each offset's pairs sorted by that side, cached on the map. A map already in
+    order (built on sorted coordinates) is used as it is, without a copy. Bounds-checks every index once, so the
+    kernel can read without checks."""
+    meta = getattr(kmap, "_compiled_meta", None)
+    if meta is None:
+        ext = compiled.kernel()
+        starts, sizes = list(kmap.starts), list(kmap.sizes)
+        identity = -1 if kmap.identity is None else kmap.identity
+        in_idx, out_idx = kmap.in_idx.contiguous(), kmap.out_idx.contiguous()
+        sorted_out, in_by_out = ext.sort_pairs(out_idx, in_idx, starts, sizes, identity, kmap.n_out, kmap.n_in)
+        sorted_in, out_by_in = ext.sort_pairs(in_idx, out_idx, starts, sizes, identity, kmap.n_in, kmap.n_out)
+        forward = (out_idx, in_idx) if sorted_out is None else (sorted_out, in_by_out)
+        backward = (in_idx, out_idx) if sorted_in is None else (sorted_in, out_by_in)
+        meta = (forward, backward, starts, sizes, identity)
+        kmap._compiled_meta = meta
+    return meta
+
+
+class CompiledGatherGemmScatter(torch.autograd.Function):
+    """The gather -> GEMM -> scatter dataflow as one compiled call each way (`backends/csrc/gather_gemm_scatter.cpp`):
+    tiled by output rows forward and input rows backward, all offsets of a tile on one thread."""
+
+    @staticmethod
+    def forward(ctx, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+        ext = compiled.kernel()
+        feats, weight = feats.contiguous(), weight.contiguous()
+        (stat, other), _, starts, sizes, identity = _compiled_meta(kmap)
+        tile = compiled_tile_rows(weight.shape[1], weight.shape[2], feats.element_size(), kmap.n_out)
+        out = ext.forward(feats, weight, stat, other, starts, sizes, identity, kmap.n_out, tile)
+        ctx.save_for_backward(feats, weight)
+        ctx.kmap = kmap
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        ext = compiled.kernel()
+        feats, weight = ctx.saved_tensors
+        need_in, need_w = (bool(n) for n in ctx.needs_input_grad[:2])
+        _, (stat, other), starts, sizes, identity = _compiled_meta(ctx.kmap)
+        tile = compiled_tile_rows(weight.shape[1], weight.shape[2], feats.element_size(), ctx.kmap.n_in)
+        grad_in, grad_w = ext.backward(grad_out, feats, weight, stat, other, starts, sizes, identity, tile, need_in,
+                                       need_w)
         return grad_in, grad_w, None
 
 
