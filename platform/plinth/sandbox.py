@@ -18,6 +18,16 @@ a closure (not in globals a program can rebind) refusing writes outside the work
 sockets, processes, ctypes, tracing and object enumeration; stdout/stderr read with a byte cap; timeouts and
 floods kill the whole process group. The audit hook alone is not a boundary against a deliberate attacker; the
 bwrap mode's namespaces are what protect the machine.
+
+`preload=` (with `paths=` on sys.path, read-only bound in bwrap): trusted imports run after the limits and the
+uid drop but before the hook, so a library may use ctypes while importing. Then: the refused modules (ctypes,
+subprocess, sqlite3, multiprocessing...) leave sys.modules, so the program's own `import ctypes` is refused as
+before; `_posixsubprocess` was a stub all along (its fork_exec raises no audit event), so `subprocess` objects the
+library holds cannot start processes; a preload that loads a module without audit events (_xxsubinterpreters,
+_interpreters, readline, _dbm, _gdbm) is refused. NOT protected: what the library keeps a reference to stays
+reachable through its attributes (e.g. `sympy...ctypes`), guarded only by that module's own audit events
+(ctypes.dlopen/dlsym/call_function/cdata/string_at, socket.*, sqlite3.connect, subprocess.Popen — all refused);
+files the library opened stay open; a library that starts a process while importing fails.
 """
 
 from __future__ import annotations
@@ -63,6 +73,34 @@ def _plinth_guard():
     lim(resource.RLIMIT_CORE, (0, 0))
     if nproc:
         lim(resource.RLIMIT_NPROC, (nproc, nproc))
+    NO_IMPORT = frozenset({"_posixsubprocess", "subprocess", "_ctypes", "ctypes", "_sqlite3", "sqlite3",
+                           "_dbm", "_gdbm", "readline", "_xxsubinterpreters", "_interpreters",
+                           "multiprocessing", "_multiprocessing"})
+    preload = [m for m in sys.argv[9].split(",") if m]
+    sys.path += sys.argv[10:]
+    if preload:
+        # Trusted setup, before the hook: the caller's library imports may use ctypes etc. _posixsubprocess is a
+        # stub first (its fork_exec raises no audit event, so a real one in reach would start processes under
+        # the hook); afterwards the refused modules leave sys.modules, so the program's own `import ctypes`
+        # fires the import event again and is refused. What the library keeps a reference to stays reachable:
+        # ctypes, sqlite3 and sockets raise their own audit events for every dangerous call (refused below).
+        if audit:
+            stub = type(sys)("_posixsubprocess")
+
+            def fork_exec(*args, **kwargs):
+                raise PermissionError("sandbox: starting processes is not allowed")
+
+            stub.fork_exec = fork_exec
+            sys.modules["_posixsubprocess"] = stub
+        for name in preload:
+            __import__(name)
+        if audit:
+            unaudited = sorted({"_dbm", "_gdbm", "readline", "_xxsubinterpreters", "_interpreters"} & set(sys.modules))
+            if unaudited or sys.modules.get("_posixsubprocess", stub) is not stub:
+                raise ImportError(f"sandbox: preload {preload} loaded {unaudited or '_posixsubprocess'}, whose "
+                                  "calls raise no audit event; not allowed")
+            for name in NO_IMPORT:
+                sys.modules.pop(name, None)
 
     def install(me):
         nonce = b""
@@ -96,9 +134,6 @@ def _plinth_guard():
                 "os.chdir", "os.fchdir", "os.chroot", "os.putenv", "os.unsetenv", "gc.get_objects",
                 "gc.get_referrers", "gc.get_referents", "sys._current_frames", "sys._current_exceptions",
                 "sqlite3.", "cpython.remote_debugger", "sys.remote_exec", "readline.", "winreg.", "msvcrt.")
-        NO_IMPORT = frozenset({"_posixsubprocess", "subprocess", "_ctypes", "ctypes", "_sqlite3", "sqlite3",
-                               "_dbm", "_gdbm", "readline", "_xxsubinterpreters", "_interpreters",
-                               "multiprocessing", "_multiprocessing"})
 
         def inside(p):
             if T(p) is BYTES:
@@ -219,13 +254,29 @@ class SandboxResult:
 
 def run_python(source: str, *, timeout: float = 5.0, memory_mb: int = 1024, fsize_mb: int = 16,
                max_processes: int = 64, output_limit: int = 1 << 20, mode: str | None = None,
-               audit_hook: bool = True) -> SandboxResult:
-    """Run Python `source` in the sandbox. `audit_hook=False` leaves only the OS layer (tests of that layer)."""
-    return _run(source, resolve_mode(mode), timeout, memory_mb, fsize_mb, max_processes, output_limit, audit_hook)
+               audit_hook: bool = True, preload: tuple[str, ...] | list[str] = (),
+               paths: tuple[str, ...] | list[str] = ()) -> SandboxResult:
+    """Run Python `source` in the sandbox. `audit_hook=False` leaves only the OS layer (tests of that layer).
+
+    `paths` (absolute folders, read-only bound in bwrap) go on the child's sys.path; `preload` modules are
+    imported from them before the audit hook is installed (trusted library code, e.g. reasoning_gym, whose imports
+    need ctypes), within the same time, memory and process limits. What that leaves reachable: the module
+    docstring."""
+    preload = tuple(preload)
+    for name in preload:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"sandbox: preload {name!r} is not a module name")
+    for path in paths:
+        if not os.path.isabs(path):
+            raise ValueError(f"sandbox: path {path!r} is not absolute")
+    paths = tuple(os.path.realpath(p) for p in paths)
+    return _run(source, resolve_mode(mode), timeout, memory_mb, fsize_mb, max_processes, output_limit, audit_hook,
+                preload, paths)
 
 
 def _run(source: str, mode: str, timeout: float, memory_mb: int, fsize_mb: int, max_processes: int,
-         output_limit: int, audit_hook: bool) -> SandboxResult:
+         output_limit: int, audit_hook: bool, preload: tuple[str, ...] = (),
+         paths: tuple[str, ...] = ()) -> SandboxResult:
     python = os.path.realpath(sys.executable)
     drop = NOBODY if os.geteuid() == 0 and (mode == "bwrap" or _nobody_runs_python(python)) else -1
     with tempfile.TemporaryDirectory(prefix="plinth-sandbox-") as root:
@@ -242,8 +293,8 @@ def _run(source: str, mode: str, timeout: float, memory_mb: int, fsize_mb: int, 
         inner_tmp = "/tmp" if mode == "bwrap" else str(tmp)
         read_end, write_end = os.pipe()
         args = [str(write_end), str(max(1, int(timeout) + 1)), str(memory_mb), str(fsize_mb), str(max_processes),
-                str(drop), str(int(audit_hook)), inner_tmp]
-        cmd = _prefix(mode, python, root) + [python, "-I", "-S", "-c", GUARD, *args]
+                str(drop), str(int(audit_hook)), inner_tmp, ",".join(preload), *paths]
+        cmd = _prefix(mode, python, root, paths) + [python, "-I", "-S", "-c", GUARD, *args]
         env = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
                "HOME": inner_box, "TMPDIR": inner_tmp, "LANG": "C.UTF-8"}
         try:
@@ -302,7 +353,7 @@ def _warn_once(problem: str) -> None:
     warnings.warn(weak_mode_note(problem), RuntimeWarning, stacklevel=3)
 
 
-def _prefix(mode: str, python: str, root: str) -> list[str]:
+def _prefix(mode: str, python: str, root: str, paths: tuple[str, ...] = ()) -> list[str]:
     if mode == "rlimits":
         return _unshare_prefix()
     cmd = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
@@ -312,15 +363,19 @@ def _prefix(mode: str, python: str, root: str) -> list[str]:
             cmd += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             cmd += ["--ro-bind", top, top]
-    for extra in sorted({os.path.realpath(sys.base_prefix), os.path.dirname(os.path.dirname(python))}):
-        covered = any(extra == top or extra.startswith(top + "/") for top in ("/usr", "/bin", "/lib", "/lib64"))
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--bind", os.path.join(root, "box"), BOX,
+            "--bind", os.path.join(root, "tmp"), "/tmp"]
+    bound: list[str] = []  # after /tmp: a `paths` folder under the host's /tmp stays visible
+    for extra in sorted({os.path.realpath(sys.base_prefix), os.path.dirname(os.path.dirname(python)), *paths}):
+        covered = any(extra == top or extra.startswith(top + "/")
+                      for top in ("/usr", "/bin", "/lib", "/lib64", *bound))
         if not covered and os.path.isdir(extra):
+            bound.append(extra)
             parents = [str(p) for p in reversed(Path(extra).parents) if str(p) != "/"]
             for parent in parents:  # traversable after the drop to uid 65534 (the host's /root is 0700)
                 cmd += ["--perms", "0755", "--dir", parent]
             cmd += ["--ro-bind", extra, extra]
-    return cmd + ["--proc", "/proc", "--dev", "/dev", "--bind", os.path.join(root, "box"), BOX,
-                  "--bind", os.path.join(root, "tmp"), "/tmp", "--chdir", BOX, "--"]
+    return cmd + ["--chdir", BOX, "--"]
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,8 +7,10 @@ host's server saw no connection, the parent's memory did not grow, the program d
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -297,3 +299,69 @@ def test_a_bwrap_that_cannot_run_is_detected(tmp_path, monkeypatch):
     assert problem == "bwrap did not run a program here: bwrap: No permissions to create new namespace"
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert sandbox._bwrap_problem.__wrapped__() == "bwrap is not installed"
+
+
+@pytest.fixture
+def library():
+    """A folder with a trusted module that imports what the program may not: ctypes (calling into libc at import,
+    before the hook), subprocess, sockets; readable after a drop to uid 65534 (pytest's tmp_path is 0700)."""
+    folder = tempfile.mkdtemp(prefix="plinth-preload-")
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, "leaky.py")
+    with open(path, "w") as fh:
+        fh.write("import ctypes, ctypes.util, subprocess, socket\n"
+                 "PID = ctypes.CDLL(None).getpid()\nlibc = ctypes.CDLL(None)\n")
+    os.chmod(path, 0o644)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_preload_imports_a_library_before_the_hook(mode, library):
+    result = run("import leaky, sys\nassert leaky.PID > 0\nprint('ctypes' in sys.modules)\n", mode,
+                 preload=("leaky",), paths=[library])
+    assert (result.finished, result.stdout) == (True, b"False\n"), result.stderr
+    # without preload the same import is refused under the hook
+    assert not run("import leaky\n", mode, paths=[library]).finished
+
+
+def test_a_preloaded_library_does_not_open_the_hook(mode, library, tmp_path):
+    outside = tmp_path / "out"
+    outside.mkdir()
+    target = str(outside / "x")
+    for program in (
+        "import ctypes",
+        "import _ctypes",
+        "import _posixsubprocess",
+        "import subprocess",
+        "import leaky\nleaky.libc.system(b'touch " + target + "')",
+        "import leaky\nleaky.ctypes.CDLL(None)",
+        "import leaky\nleaky.ctypes.string_at(id(1), 8)",
+        "import leaky\nleaky.ctypes.c_char.from_address(id(1))",
+        "import leaky\nleaky.ctypes.pythonapi.Py_GetVersion",
+        f"import leaky\nleaky.subprocess.run(['touch', {target!r}])",
+        "import leaky, os\nr, w = os.pipe()\n"
+        f"leaky.subprocess._fork_exec(['touch', {target!r}], [b'/usr/bin/touch'], True, (), None, None, -1, -1, "
+        "-1, -1, -1, -1, r, w, True, False, -1, None, None, None, -1, None, False)\nos.wait()",
+        "import leaky, sys, importlib\nsys.modules['subprocess'] = leaky.subprocess\n"
+        f"importlib.reload(leaky.subprocess).run(['touch', {target!r}])",
+        "import leaky\nleaky.socket.socket()",
+        f"import leaky\nopen({target!r}, 'w').write('x')",
+    ):
+        result = run(program + "\n", mode, preload=("leaky",), paths=[library])
+        assert not result.finished, program
+        if mode == "rlimits":  # the hook is the barrier there (in bwrap the host's /tmp is not even visible)
+            assert "PermissionError: sandbox:" in result.stderr.decode(), (program, result.stderr)
+        time.sleep(0.05)
+        assert os.listdir(outside) == [], program
+
+
+def test_preload_refuses_modules_without_audit_events(mode, library):
+    with open(os.path.join(library, "interp.py"), "w") as fh:
+        fh.write("import _xxsubinterpreters\n")
+    os.chmod(os.path.join(library, "interp.py"), 0o644)
+    result = run("pass\n", mode, preload=("interp",), paths=[library])
+    assert not result.finished and "raise no audit event" in result.detail
+    with pytest.raises(ValueError, match="not a module name"):
+        sandbox.run_python("pass\n", preload=("os; import x",))
+    with pytest.raises(ValueError, match="not absolute"):
+        sandbox.run_python("pass\n", paths=["relative"])
