@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from plinth import ConfigError, StageContext
 from plinth.fileparams import file_field
 from plinth.lm.answers import answers_match
+from plinth.lm.gym_scoring import score_in_sandbox
 
 from . import extract as ex
 from .base import ModelEvalConfig, ModelEvaluator
@@ -72,7 +73,8 @@ class Prepared:
     task: str
     items: list[dict[str, Any]]  # {"id", "question", "reference", "entry"}
     shots: list[tuple[str, str]] = field(default_factory=list)
-    scorer: Any = None  # reasoning-gym dataset (score_answer)
+    scorer: Any = None  # reasoning-gym dataset: set when its scorer decides (then `gym` is set too)
+    gym: tuple[str, int, int, str] | None = None  # (task, size, seed, options JSON): rebuilt in the sandbox
 
 
 class ExactMatch(ModelEvaluator):
@@ -150,9 +152,11 @@ class ExactMatch(ModelEvaluator):
         entries = entries[c.few_shot :]
         if c.limit:
             entries = entries[: c.limit]
-        items = [{"id": i, "question": e["question"], "reference": str(e["answer"]), "entry": e}
-                 for i, e in enumerate(entries)]
-        return Prepared(task=c.task_name or c.reasoning_gym, items=items, shots=shots, scorer=ds)
+        # "index": the entry's position in the dataset, which the sandboxed scorer rebuilds from `gym`
+        items = [{"id": i, "question": e["question"], "reference": str(e["answer"]), "entry": e,
+                  "index": c.few_shot + i} for i, e in enumerate(entries)]
+        return Prepared(task=c.task_name or c.reasoning_gym, items=items, shots=shots, scorer=ds,
+                        gym=(c.reasoning_gym, c.reasoning_gym_size, c.reasoning_gym_seed, "{}"))
 
     # -- prompts ----------------------------------------------------------------------------------------
     def build_prompt(self, model: EvalModel, question: str, shots: list[tuple[str, str]]) -> str:
@@ -187,18 +191,23 @@ class ExactMatch(ModelEvaluator):
         with ctx.progress(len(prompts), f"{self.name} {prepared.task} [{ref.label}]") as p:
             outputs = model.generate(prompts, max_new_tokens=c.max_new_tokens, stop=stop,
                                      temperature=c.temperature, seed=c.seed, progress=p)
+        answers = [extractor(outs[0]) for outs in outputs]
+        gym_scores: dict[int, float | None] = {}
+        if prepared.scorer is not None:
+            # reasoning-gym scorers eval the answer text: all of this model's answers in one sandbox run
+            # (plinth.lm.gym_scoring); a scorer error is a wrong answer, an answer that stopped the child None
+            todo = [k for k, a in enumerate(answers) if a is not None]
+            got = score_in_sandbox([(*prepared.gym, prepared.items[k]["index"], answers[k]) for k in todo])
+            gym_scores = dict(zip(todo, got))
         scores, samples, unparsed = [], [], 0
-        for it, prompt, outs in zip(prepared.items, prompts, outputs):
-            text = outs[0]
-            answer = extractor(text)
+        for k, (it, prompt, outs) in enumerate(zip(prepared.items, prompts, outputs)):
+            text, answer = outs[0], answers[k]
             if answer is None:
                 unparsed += 1
                 correct = False
             elif prepared.scorer is not None:
-                try:
-                    correct = float(prepared.scorer.score_answer(answer=answer, entry=it["entry"])) >= 1.0
-                except Exception:  # noqa: BLE001 - a scorer choking on odd text is a wrong answer
-                    correct = False
+                score = gym_scores[k]
+                correct = score is not None and score >= 1.0
             else:
                 correct = answers_match(answer, it["reference"], c.numeric, c.case_sensitive)
             scores.append(1.0 if correct else 0.0)

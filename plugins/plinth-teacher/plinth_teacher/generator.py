@@ -30,7 +30,7 @@ from .kto import balance
 from .prompts import ANSWER_SYSTEM, JUDGE_PROMPT, SAFETY_PROMPT
 from .safety import RuleList, parse_safety_verdict
 from .seeds import eval_texts, file_items, humaneval_items, read_rows
-from .verify import verify
+from .verify import verify, verify_many
 from .writer import append_rows, write_json, write_rows
 
 CHUNK = 64  # prompts answered per round trip; accepted rows reach disk after each
@@ -370,7 +370,18 @@ class TeacherGenerator(Generator):
         replies = teacher.chat(convs, n=a.samples, temperature=temp, max_tokens=a.max_tokens, seed=self.config.seed)
         ok: list[Item] = []
         agree_sum = 0.0
-        for item, samples in zip(items, replies):
+        # the verifier's verdicts on the majority answers, all in one batch (reasoning-gym scoring is one sandbox
+        # run); decisions below stay in the items' order
+        majority: dict[int, tuple[str | None, float, int]] = {}
+        to_verify: dict[int, tuple[Item, str]] = {}
+        for k, (item, samples) in enumerate(zip(items, replies)):
+            if item.verifier == "humaneval":
+                continue
+            majority[k] = best, share, idx = agreement(samples)
+            if a.verify and item.verifier is not None and best is not None and share >= a.agreement:
+                to_verify[k] = (item, samples[idx])
+        verdicts = dict(zip(to_verify, verify_many(list(to_verify.values()))))
+        for k, (item, samples) in enumerate(zip(items, replies)):
             if item.verifier == "humaneval":  # code: self-consistency by tests passed, not by a final answer
                 passing = [s for s in samples if verify(item, s)] if a.verify else samples
                 share = len(passing) / len(samples)
@@ -382,7 +393,7 @@ class TeacherGenerator(Generator):
                 item.answer, item.meta["agreement"] = passing[0], share
                 ok.append(item)
                 continue
-            best, share, idx = agreement(samples)
+            best, share, idx = majority[k]
             agree_sum += share
             if best is None:
                 counts["no_answer"] += 1
@@ -393,7 +404,7 @@ class TeacherGenerator(Generator):
                 reject(item, "accuracy", "no_agreement", agreement=round(share, 3), majority=best)
                 continue
             item.answer, item.final, item.meta["agreement"] = samples[idx], best, round(share, 3)
-            if a.verify and item.verifier is not None and not verify(item, item.answer):
+            if a.verify and item.verifier is not None and not verdicts[k]:
                 counts["verifier_failed"] += 1
                 reject(item, "accuracy", "verifier_failed", answer=best, reference=item.reference)
                 continue
@@ -452,6 +463,7 @@ class TeacherGenerator(Generator):
         rows: list[dict[str, Any]] = []
         by: Counter = Counter()
         judge_jobs: list[tuple[Item, str]] = []
+        to_verify: list[tuple[int, Item, str]] = []
         for item, samples in zip(accepted, replies):
             seen = set()
             for s in samples:
@@ -463,7 +475,8 @@ class TeacherGenerator(Generator):
                 if mode == "auto":
                     mode = "verifier" if item.verifier else ("teacher_answer" if item.final else "judge")
                 if mode == "verifier" and item.verifier:
-                    rows.append(self._kto_row(item, s, bool(verify(item, s))))
+                    to_verify.append((len(rows), item, s))  # labelled below, in one batch
+                    rows.append({})
                 elif mode in ("verifier", "teacher_answer") and item.final is not None:
                     rows.append(self._kto_row(item, s, answers_match(extract_answer(s), item.final)))
                 elif teacher is not None:
@@ -473,6 +486,9 @@ class TeacherGenerator(Generator):
                     by["unlabelled"] += 1
                     continue
                 by[f"by_{mode}"] += 1
+        verdicts = verify_many([(item, s) for _, item, s in to_verify])
+        for (at, item, s), verdict in zip(to_verify, verdicts):
+            rows[at] = self._kto_row(item, s, bool(verdict))
         if judge_jobs:
             scores = self._judge([j[0] for j in judge_jobs], [j[1] for j in judge_jobs], teacher)
             for (item, s), score in zip(judge_jobs, scores):

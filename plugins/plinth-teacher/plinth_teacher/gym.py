@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from plinth.errors import ConfigError
+from plinth.lm.gym_scoring import score_in_sandbox
 
 from .answers import extract_answer
 from .items import Item
@@ -64,17 +65,27 @@ def gym_items(
 
 
 def gym_verify(item: Item, response: str) -> bool:
-    """reasoning-gym's exact scorer on the response's extracted final answer (score 1.0 = correct)."""
-    m = item.meta
-    ds = _dataset(m["task"], m["size"], m["seed"], m.get("options", "{}"))
-    entry = ds[m["index"]]
-    answer = extract_answer(response)
-    if answer is None:
-        return False
-    try:
-        return float(ds.score_answer(answer, entry)) >= 1.0
-    except Exception:  # noqa: BLE001 - a scorer that chokes on odd text means "not correct"
-        return False
+    """reasoning-gym's exact scorer on the response's extracted final answer (score 1.0 = correct), run in the
+    core sandbox (one child per call: batch with `gym_verify_many`)."""
+    return gym_verify_many([(item, response)])[0]
+
+
+def gym_verify_many(pairs: list[tuple[Item, str]]) -> list[bool]:
+    """`gym_verify` for many (item, response) pairs in one sandbox run (`plinth.lm.gym_scoring`): the scorers
+    eval answer text, so they never run in this process. The child rebuilds each item's dataset from its meta
+    (task, size, seed, options) as `_dataset` does. A scorer that chokes on odd text, or an answer that stops
+    the child, means "not correct"."""
+    answers = [extract_answer(response) for _, response in pairs]
+    todo = [k for k, a in enumerate(answers) if a is not None]
+    requests = []
+    for k in todo:
+        m = pairs[k][0].meta
+        requests.append((m["task"], m["size"], m["seed"], m.get("options", "{}"), m["index"], answers[k]))
+    out = [False] * len(pairs)
+    if requests:
+        for k, score in zip(todo, score_in_sandbox(requests)):
+            out[k] = score is not None and score >= 1.0
+    return out
 
 
 def oracle_answer(item: Item, with_reasoning: bool = True) -> str:

@@ -1,6 +1,7 @@
 """Exact verifiers: reasoning-gym scorers, reference-answer matching, HumanEval unit tests in the core sandbox.
 
-`verify(item, response)` returns True/False, or None when the item has no verifier (then the judge decides)."""
+`verify(item, response)` returns True/False, or None when the item has no verifier (then the judge decides);
+`verify_many(pairs)` does the same for a list, reasoning-gym scoring in one sandbox run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 from plinth.sandbox import run_python
 
 from .answers import answers_match, extract_answer
-from .gym import gym_verify
+from .gym import gym_verify, gym_verify_many
 from .items import Item
 
 
@@ -21,6 +22,19 @@ def verify(item: Item, response: str, timeout: float = 10.0) -> bool | None:
     if item.verifier == "humaneval":
         return humaneval_passes(item, response, timeout)
     return None
+
+
+def verify_many(pairs: list[tuple[Item, str]], timeout: float = 10.0) -> list[bool | None]:
+    """`verify` for each (item, response), in order; the reasoning-gym ones in one sandbox run (a generator loop
+    collects its pairs first: one child instead of one per sample)."""
+    out: list[bool | None] = [None] * len(pairs)
+    gym = [k for k, (item, _) in enumerate(pairs) if item.verifier == "gym"]
+    for k, verdict in zip(gym, gym_verify_many([pairs[k] for k in gym])):
+        out[k] = verdict
+    for k, (item, response) in enumerate(pairs):
+        if item.verifier != "gym":
+            out[k] = verify(item, response, timeout)
+    return out
 
 
 def extract_code(response: str) -> str:
