@@ -74,6 +74,12 @@ class PointcloudTrainer(Trainer):
         set_default_backend(cfg.backend)
         device = resolve_device(cfg.device, ctx)
         cls = model_class(cfg.model.name)
+        if device.type == "cpu" and cfg.backend == "torch" and cls.input_kind != "dense":
+            from ..sparse.backends import compiled
+
+            # build (once per environment, ~20 s) or load the CPU conv kernel now: not inside the first timed step,
+            # and not inside a pipeline op whose peers wait with a timeout
+            compiled.kernel()
         split = ctx.input("dataset", kind="dataset")
         dataset = D.make_dataset(cfg.data_config(), split.path, cls.input_kind, cfg.augmentation())
         D.check_dataset(dataset, cls.task, cfg.features, where)
