@@ -119,3 +119,24 @@ inputs = { dataset = "shapes.train" }
     assert prof.layer_names == ["stem", "stage1", "down2", "stage2", "global_pool", "head"]
     assert "one iteration:" in capsys.readouterr().out
     assert json.loads(out.read_text())["meta"]["iterations"] == 2
+
+
+def test_emulated_profile_keeps_cpu_time_and_sleeps_like_the_runtime():
+    """emulate_speed records the blocks' own CPU time (what the cluster's speed divides) while taking the runtime's
+    sleep-then-compute wall time; every iteration starts from a batch without kernel maps."""
+    import time
+
+    model = nn.Sequential(tiny_blocks())
+    batches = step_micro_batches(0, 2)
+    t0 = time.perf_counter()
+    plain = profile_model(model, batches, F.cross_entropy, warmup=1, iterations=2)
+    plain_wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    slow = profile_model(model, batches, F.cross_entropy, warmup=1, iterations=2, emulate_speed=0.25)
+    slow_wall = time.perf_counter() - t0
+    assert slow.meta["emulated_speed"] == 0.25 and plain.meta["emulated_speed"] == 1.0
+    assert slow_wall > 2.0 * plain_wall  # it slept about 3x its compute
+    assert slow.total_time_s < 3.0 * plain.total_time_s  # but recorded CPU time, not the emulated wall time
+    assert batches[0][0].cache.kmaps == {}  # the caller's batches are not given kernel maps
+    with pytest.raises(ValueError, match="emulate_speed"):
+        profile_model(model, batches, F.cross_entropy, emulate_speed=0.0)

@@ -120,7 +120,10 @@ class StageRuntime:
         self.wall_s = 0.0
         self.step_seconds: list[float] = []  # rank 0: wall time of each step (end to end)
         self.step_compute: list[float] = []  # this rank's compute in each step (busy time, for the bound)
-        self._compute_at_end = 0.0
+        self.step_base: list[float] = []  # the same compute's own time (CPU time), before the emulation's waiting
+        self.step_forwards: list[int] = []  # forwards this rank ran in each step
+        self._compute_at_end = self._base_at_end = 0.0
+        self._forwards_at_end = 0
         self.samples = 0
 
     # -- names ----------------------------------------------------------------------------------------------
@@ -361,7 +364,10 @@ class StageRuntime:
 
     def _end_step(self, step: int, on_step) -> None:
         self.step_compute.append(self.clock.compute_s - self._compute_at_end)
-        self._compute_at_end = self.clock.compute_s
+        self.step_base.append(self.clock.base_s - self._base_at_end)
+        self.step_forwards.append(self.counts["forward"] - self._forwards_at_end)
+        self._compute_at_end, self._base_at_end = self.clock.compute_s, self.clock.base_s
+        self._forwards_at_end = self.counts["forward"]
         if self.group is not None:
             self._sync_buffers(step)
         mine = self.step_stats.pop(step, None) if self.is_last else None
@@ -415,6 +421,7 @@ class StageRuntime:
             "peak_in_flight": self.peaks["in_flight"], "peak_weight_versions": self.peaks["versions"],
             "peak_activation_bytes": self.peaks["activation_bytes"],
             "step_seconds": list(self.step_seconds), "step_compute_s": list(self.step_compute),
+            "step_base_compute_s": list(self.step_base), "step_forwards": list(self.step_forwards),
             "samples": self.samples,
         }
 
