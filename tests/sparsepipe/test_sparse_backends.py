@@ -13,6 +13,8 @@ from plinth_sparsepipe.sparse import nn as spnn
 from plinth_sparsepipe.sparse.backends import get_backend, torch_conv
 from plinth_sparsepipe.sparse.functional.maps import op_map
 
+from .kernel_helpers import require_compiled
+
 
 def _tensor(c: int = 3, seed: int = 0, device: str = "cpu") -> SparseTensor:
     g = torch.Generator().manual_seed(seed)
@@ -122,17 +124,6 @@ def test_spconv_is_repeatable_with_two_torch_threads():
 
 
 # -- the compiled kernel (the torch back end's "compiled" dataflow) ------------------------------------------------
-def _compiled_or_skip():
-    from plinth_sparsepipe.sparse.backends import compiled
-
-    if compiled.mode() == "torch":
-        pytest.skip("PLINTH_SPARSE_KERNEL=torch: no compiled kernel in this run")
-    if compiled.kernel() is None:
-        if not compiled.compiler_found():
-            pytest.skip(f"no C++ compiler, so no compiled kernel: {compiled.error()}")
-        pytest.fail(f"compiled sparse conv kernel did not build: {compiled.error()}")
-
-
 def _flows_agree(kmap, c_in=3, c_out=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     feats = torch.randn(kmap.n_in, c_in, generator=g, dtype=torch.float64).requires_grad_(True)
@@ -152,7 +143,7 @@ def test_compiled_kernel_on_unsorted_coordinates_and_repeated_rows(monkeypatch):
     2 rows so that several threads' tiles and sub-chunks are exercised."""
     from plinth_sparsepipe.sparse.kmap import KernelMap, downsample_map, submanifold_map
 
-    _compiled_or_skip()
+    require_compiled()
     monkeypatch.setattr(torch_conv, "compiled_tile_rows", lambda c_in, c_out, itemsize=4, n_rows=None: 2)
     x = _tensor()
     coords = x.coords[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))]
@@ -169,7 +160,7 @@ def test_compiled_kernel_on_unsorted_coordinates_and_repeated_rows(monkeypatch):
 def test_compiled_kernel_rejects_out_of_range_rows():
     from plinth_sparsepipe.sparse.kmap import KernelMap
 
-    _compiled_or_skip()
+    require_compiled()
     bad = KernelMap(torch.tensor([0, 5]), torch.tensor([0, 1]), [2], 3, 2)
     with pytest.raises(RuntimeError, match="out of range"):
         torch_conv.conv(torch.randn(3, 2), torch.randn(1, 2, 2), bad, "compiled")

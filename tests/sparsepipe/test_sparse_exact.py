@@ -19,21 +19,12 @@ import torch.nn.functional as F
 
 from plinth_sparsepipe.sparse import SparseTensor, sparse_collate
 from plinth_sparsepipe.sparse import functional as spF
-from plinth_sparsepipe.sparse.backends import compiled, torch_conv
+from plinth_sparsepipe.sparse.backends import torch_conv
+
+from .kernel_helpers import require_compiled
 
 SHAPE = (7, 6, 8)
 ATOL = 1e-4
-
-
-def _require_compiled():
-    """The compiled kernel, built if needed; a failed build fails the test (it does not fall back), except under
-    PLINTH_SPARSE_KERNEL=torch (this run has no compiled path) or with no C++ compiler at all (skipped)."""
-    if compiled.mode() == "torch":
-        pytest.skip("PLINTH_SPARSE_KERNEL=torch: no compiled kernel in this run")
-    if compiled.kernel() is None:
-        if not compiled.compiler_found():
-            pytest.skip(f"no C++ compiler, so no compiled kernel: {compiled.error()}")
-        pytest.fail(f"compiled sparse conv kernel did not build: {compiled.error()}")
 
 
 @pytest.fixture(params=["per_offset", "fused", "compiled", "per_offset_chunked", "fused_chunked", "compiled_chunked"])
@@ -42,7 +33,7 @@ def dataflow(request, monkeypatch):
     spans several gather-GEMM-scatter steps."""
     flow = request.param.replace("_chunked", "")
     if flow == "compiled":
-        _require_compiled()
+        require_compiled()
     monkeypatch.setattr(torch_conv, "choose_dataflow", lambda kmap, ci, co, feats=None: flow)
     if request.param.endswith("_chunked"):
         monkeypatch.setattr(torch_conv, "_chunk_rows", lambda kmap, width: 3)
@@ -292,7 +283,7 @@ def test_gradcheck_float64(kind, flow):
     from plinth_sparsepipe.sparse.functional.maps import op_map
 
     if flow == "compiled":
-        _require_compiled()
+        require_compiled()
     dense, mask = _grid(2, seed=3, shape=(4, 4, 4), dtype=torch.float64, p=0.5)
     x = SparseTensor.from_dense(dense, mask=mask)
     choice = op_map(x, 3, 1 if kind == "subm" else 2)
