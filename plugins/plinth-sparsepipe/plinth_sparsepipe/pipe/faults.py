@@ -140,8 +140,8 @@ class Liveness:
             if r == self.rank:
                 continue
             try:
-                if self.store.check([f"hung-{r}"]):
-                    hung = json.loads(self.store.get(f"hung-{r}"))
+                hung = self.hung(r)
+                if hung is not None:
                     lines.append(f"{self.describe(r)}: stuck, not waiting for any peer, for {hung['stuck_s']:.0f} s "
                                  f"in {hung['what']}; its watchdog ended it")
                     continue
