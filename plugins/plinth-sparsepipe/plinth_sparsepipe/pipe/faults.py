@@ -119,6 +119,21 @@ class Liveness:
                 pass
 
     # -- the others -----------------------------------------------------------------------------------------
+    def stuck(self, rank: int) -> dict | None:
+        """`rank`'s last heartbeat if it said the rank was stuck in its own work (active, not waiting for a peer,
+        for over half the timeout) — what a hung rank looks like before its watchdog or the launcher stops it."""
+        if self.store is None:
+            return None
+        try:
+            if not self.store.check([str(rank)]):
+                return None
+            beat = json.loads(self.store.get(str(rank)))
+        except Exception:  # noqa: BLE001
+            return None
+        if beat["active"] and not beat.get("waiting") and beat["stuck_s"] > self.timeout_s / 2:
+            return beat
+        return None
+
     def hung(self, rank: int) -> dict | None:
         """What `rank`'s watchdog recorded before it ended that rank for hanging ({stuck_s, what}), or None."""
         if self.store is None:

@@ -218,6 +218,11 @@ class StageRuntime:
         if hung is not None:
             return (f"{peer} hangs: it made no progress within timeout_s = {self.timeout_s:g} s "
                     f"({hung['stuck_s']:.0f} s in {hung['what']}), so its watchdog ended it")
+        stuck = self.liveness.stuck(exc.peer) if self.liveness is not None else None
+        if stuck is not None:  # stopped while hung: by the launcher after another rank's fault, or its watchdog
+            return (f"{peer} hangs: its last heartbeat had it stuck, not waiting for any peer, for "
+                    f"{stuck['stuck_s']:.0f} s in {stuck['what']} (timeout_s = {self.timeout_s:g} s), "
+                    "and then its process was stopped")
         return f"{peer} is gone (its process died or failed): {exc.detail}"
 
     def _diagnosis(self) -> str:
