@@ -110,3 +110,52 @@ def test_a_rank_ended_by_its_watchdog_is_reported_as_hung_not_just_gone():
         assert "its watchdog ended it" in watcher.diagnose()
     finally:
         watcher.close()
+
+
+SEND_TO_DEAD = """
+import os, sys, time
+from datetime import timedelta
+import torch, torch.distributed as dist
+import torch.multiprocessing as mp
+
+def rank(r, port):
+    store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=timedelta(seconds=20))
+    dist.init_process_group("gloo", store=store, rank=r, world_size=2, timeout=timedelta(seconds=20))
+    t = torch.ones(1000)
+    if r == 1:
+        dist.recv(t, 0)
+        os._exit(3)  # dies after one message
+    dist.send(t, 1)
+    time.sleep(1.0)  # its connection is closed by now
+    from plinth_sparsepipe.pipe.comm import DENSE, Outbox, PeerFailure
+    try:
+        Outbox(5.0).send(1, 7, DENSE, 0, t, what="activations")
+    except PeerFailure as exc:
+        print("PeerFailure", exc.peer, exc.reason, exc.detail, flush=True)
+        os._exit(0)
+    except BaseException as exc:
+        print("raw", type(exc).__name__, exc, flush=True)
+        os._exit(1)
+    print("sent", flush=True)  # posting may succeed; then the wait must fail
+    os._exit(2)
+
+if __name__ == "__main__":
+    master = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    ps = [mp.get_context("spawn").Process(target=rank, args=(r, master.port)) for r in range(2)]
+    [p.start() for p in ps]
+    [p.join(60) for p in ps]
+    sys.exit(ps[0].exitcode)
+"""
+
+
+def test_a_send_to_a_peer_that_died_is_a_peer_failure(tmp_path):
+    """gloo refuses to post a send on a pair the peer closed, raising from isend itself, not from the wait: CI
+    once saw that raw error reach the user instead of "rank 2 ... is gone"."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "send_to_dead.py"
+    script.write_text(SEND_TO_DEAD)
+    child = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stdout + child.stderr
+    assert "PeerFailure 1 closed Connection closed by peer" in child.stdout, child.stdout

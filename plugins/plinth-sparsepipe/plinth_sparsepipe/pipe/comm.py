@@ -117,12 +117,17 @@ def _wait(work, timeout_s: float, peer: int, what: str) -> None:
     try:
         work.wait(timedelta(seconds=timeout_s))
     except RuntimeError as exc:
-        text = str(exc)
-        # gloo words it "Timed out ..." for this op, or "Application timeout caused pair closure" when an earlier
-        # op on the same pair timed out and closed it: both mean the peer sent nothing in time, not that it died
-        if "timed out" in text.lower() or "timeout" in text.lower():
-            raise PeerFailure(peer, what, "timeout", f"nothing arrived within {timeout_s:g} s") from None
-        raise PeerFailure(peer, what, "closed", _short(text)) from None
+        raise _failure(exc, peer, what, timeout_s) from None
+
+
+def _failure(exc: Exception, peer: int, what: str, timeout_s: float) -> PeerFailure:
+    """gloo's error as a PeerFailure. gloo words a timeout "Timed out ..." for this op, or "Application timeout
+    caused pair closure" when an earlier op on the same pair timed out and closed it: both mean the peer sent
+    nothing in time, not that it died."""
+    text = str(exc)
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return PeerFailure(peer, what, "timeout", f"nothing arrived within {timeout_s:g} s")
+    return PeerFailure(peer, what, "closed", _short(text))
 
 
 def _short(text: str) -> str:
@@ -178,7 +183,10 @@ class Outbox:
     def send(self, dst: int, tag: int, kind: int, micro_batch: int, value: Any,
              target: torch.Tensor | None = None, what: str = "message") -> int:
         tensors = encode(kind, micro_batch, value, target, self.device)
-        works = [dist.isend(t, dst, group=self.group, tag=tag) for t in tensors]
+        try:
+            works = [dist.isend(t, dst, group=self.group, tag=tag) for t in tensors]
+        except RuntimeError as exc:  # gloo refuses to post on a pair the peer already closed
+            raise _failure(exc, dst, what, self.timeout_s) from None
         self.pending.append((works, tensors, dst, what))
         nbytes = sum(t.numel() * t.element_size() for t in tensors)
         key = KIND_NAMES[kind]
@@ -226,9 +234,7 @@ class Inbox:
                 self.queue.put(exc)
                 return
             except Exception as exc:  # noqa: BLE001 - handed to the stage thread, which raises it
-                timed_out = "timeout" in str(exc).lower() or "timed out" in str(exc).lower()
-                self.queue.put(PeerFailure(self.src, self.what, "timeout" if timed_out else "closed",
-                                           _short(str(exc))))
+                self.queue.put(_failure(exc, self.src, self.what, self.timeout_s))
                 return
             self.bytes_received += msg.nbytes
             if self.on_message is not None:
