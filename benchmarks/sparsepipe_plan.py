@@ -161,6 +161,9 @@ def run(cluster_file: Path, profile_args: list[str], sets: list[str]) -> list[di
                 "even_split_fits": exact.compared_to["even-split"].fits_memory,
                 "speedup_over_data_parallel": exact.speedup["data-parallel"],
                 "speedup_over_even_split": exact.speedup["even-split"],
+                "simulated_s": exact.simulated_time_per_batch_s,
+                "simulated_speedup_over_data_parallel": exact.simulated_speedup["data-parallel"],
+                "simulated_speedup_over_even_split": exact.simulated_speedup["even-split"],
                 "hierarchical_over_exact": hier.time_per_batch_s / exact.time_per_batch_s,
                 "exact_planner_s": exact_s, "hierarchical_planner_s": hier_s,
                 "plan": describe(exact), "hierarchical_plan": describe(hier), "bottleneck": exact.bottleneck,
@@ -191,14 +194,16 @@ def print_rows(rows: list[dict], big: dict | None, source: str) -> None:
             layout = r["layout"]
             print(f"\n## {layout}  ({r['devices']} devices, {r['layers']} layers, 12 GB/s inside a server)\n")
             print("| inter-server | planned per batch | compute bound / planned | vs data parallel | vs even split |"
-                  " hierarchical / exact | planner ms (exact, hier.) | bottleneck |")
-            print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+                  " hierarchical / exact | planner ms (exact, hier.) | bottleneck | simulated 1F1B | simulated vs DP, "
+                  "even |")
+            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         dp = f"{r['speedup_over_data_parallel']:.2f}x" + ("" if r["data_parallel_fits"] else " (DP over memory)")
         ev = f"{r['speedup_over_even_split']:.2f}x" + ("" if r["even_split_fits"] else " (even over memory)")
         print(f"| {r['inter_server_bandwidth'] / 1e9:g} GB/s | {r['planned_s'] * 1e3:.1f} ms | "
               f"{r['compute_bound_s'] / r['planned_s']:.3f} | {dp} | {ev} | "
               f"{r['hierarchical_over_exact']:.3f} | {r['exact_planner_s'] * 1e3:.0f}, "
-              f"{r['hierarchical_planner_s'] * 1e3:.0f} | {r['bottleneck']} |")
+              f"{r['hierarchical_planner_s'] * 1e3:.0f} | {r['bottleneck']} | {r['simulated_s'] * 1e3:.1f} ms | "
+              f"{r['simulated_speedup_over_data_parallel']:.2f}x, {r['simulated_speedup_over_even_split']:.2f}x |")
     print("\nplans (exact solver):")
     for r in rows:
         print(f"- {r['layout']}, {r['inter_server_bandwidth'] / 1e9:g} GB/s: {r['plan']}")

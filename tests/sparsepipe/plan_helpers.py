@@ -87,3 +87,11 @@ def stage_view(plan) -> list[tuple[int, int, list[str]]]:
 
 
 __all__ = ["Device", "brute_force", "cluster", "profile", "stage_view"]
+
+
+def dp_plan(c: Cluster, **kw):
+    """The solver's optimum of the steady state alone, without the schedule-aware pick among replica caps: what
+    the hand-solved cases and the brute force price."""
+    from plinth_sparsepipe.pipe.planner import make_plan
+
+    return make_plan(c, schedule_aware=False, **kw)

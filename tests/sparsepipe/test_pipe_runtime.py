@@ -74,6 +74,12 @@ def test_one_f_one_b_keeps_warm_up_plus_one_weight_versions(suite):
     assert [m["peak_weight_versions"] for m in three] == [3, 2, 0]  # warm-ups 2, 1, 0 (stage 2 needs no copy)
     assert [m["peak_in_flight"] for m in three] == [3, 2, 1]
     assert [m["updates"] for m in three] == [6, 6, 6]
+    # per step (between two ends of step): the forwards each rank ran, its warm-up first, none left in the drain
+    assert [m["step_forwards"] for m in three] == [[3, 1, 1, 1, 0, 0], [2, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]]
+    for m in three:  # and the compute of those steps, emulated and own (CPU) time, adding up to the whole run's
+        assert len(m["step_compute_s"]) == len(m["step_base_compute_s"]) == 6
+        assert all(x > 0 for x in m["step_base_compute_s"])  # every step has backwards
+        assert sum(m["step_compute_s"]) == pytest.approx(m["compute_s"], rel=1e-6)
     reports = suite("1f1b-1-1-1", 0)["reports"]
     assert [r["step"] for r in reports] == list(range(6)) and all(r["loss"] > 0 for r in reports)
     assert all(r["samples"] == 2 for r in reports)

@@ -10,7 +10,7 @@ import pytest
 from plinth_sparsepipe.pipe.costs import CostModel
 from plinth_sparsepipe.pipe.planner import NoFeasiblePlan, make_plan
 
-from .plan_helpers import brute_force, cluster, profile, stage_view
+from .plan_helpers import brute_force, cluster, dp_plan, profile, stage_view
 
 
 def one_server(prof, count, bw=1.0, memory=None):
@@ -23,7 +23,7 @@ def test_two_identical_devices_split_by_hand():
     Data parallel on 2: (10 + 2*1*4/(2*1)) / 2 = 7. Splits: [1 | 2 3 4] -> 9, [1 2 | 3 4] -> 7, [1 2 3 | 4] -> 6.
     So the optimum is layers 0-2 on one device and layer 3 on the other: 6 s per batch, 7/6 over data parallel.
     """
-    plan = make_plan(one_server(profile([1, 2, 3, 4], [1, 1, 1, 1], feats=[1e-3] * 4), 2))
+    plan = dp_plan(one_server(profile([1, 2, 3, 4], [1, 1, 1, 1], feats=[1e-3] * 4), 2))
     assert [(s.start, s.stop, s.replicas) for s in plan.stages] == [(0, 3, 1), (3, 4, 1)]
     assert plan.time_per_batch_s == pytest.approx(6.0)
     assert plan.bottleneck == "stage 0"
@@ -40,7 +40,7 @@ def test_a_replicated_stage_by_hand():
     - [0 | 1] one device each: 6 (layer 1 replicated or not, layer 0 alone is 6)
     - [0 on 2 replicas | 1 on 1]: max((6 + 2*1*0.5/2)/2, 1) = 3.25   <- the optimum
     """
-    plan = make_plan(one_server(profile([6, 1], [0.5, 3]), 3))
+    plan = dp_plan(one_server(profile([6, 1], [0.5, 3]), 3))
     assert [(s.start, s.stop, s.replicas) for s in plan.stages] == [(0, 1, 2), (1, 2, 1)]
     assert plan.stages[0].allreduce_s == pytest.approx(0.5)
     assert plan.time_per_batch_s == pytest.approx(3.25)
@@ -52,7 +52,7 @@ def test_communication_bound_no_split():
 
     Split: max(2, 2, 2*5/1) = 10.  Data parallel: (4 + 2*1*0.01/2)/2 = 2.005.  One device: 4.  -> no split.
     """
-    plan = make_plan(one_server(profile([2, 2], [0.005, 0.005], feats=[5, 0]), 2))
+    plan = dp_plan(one_server(profile([2, 2], [0.005, 0.005], feats=[5, 0]), 2))
     assert [(s.start, s.stop, s.replicas) for s in plan.stages] == [(0, 2, 2)]
     assert plan.kind == "planned" and plan.time_per_batch_s == pytest.approx(2.005)
     assert plan.compared_to["even-split"].time_per_batch_s == pytest.approx(10.0)
@@ -71,7 +71,7 @@ def test_heterogeneous_devices_by_hand():
     """
     fast = profile([3, 1, 1, 1], [10] * 4, feats=[1e-6] * 4, device_type="fast")
     c = cluster([("s", 1.0, {"fast": 1, "slow": 1})], {"fast": fast, "slow": fast.scaled(0.5, "slow")})
-    plan = make_plan(c)
+    plan = dp_plan(c)
     assert stage_view(plan) == [(0, 2, ["s/fast/0"]), (2, 4, ["s/slow/0"])]
     assert plan.time_per_batch_s == pytest.approx(4.0)
     assert [s.compute_type for s in plan.stages] == ["fast", "slow"]
@@ -85,7 +85,7 @@ def test_slowest_type_governs_a_mixed_stage():
     (1.25 + ~0)/2 = 0.625 per batch, better than the fast device alone (1.0)."""
     fast = profile([1.0], [1e-9], device_type="fast")
     c = cluster([("s", 1.0, {"fast": 1, "slow": 1})], {"fast": fast, "slow": fast.scaled(0.8, "slow")})
-    plan = make_plan(c)
+    plan = dp_plan(c)
     assert plan.stages[0].replicas == 2 and plan.stages[0].compute_type == "slow"
     assert plan.time_per_batch_s == pytest.approx(0.625)
 
@@ -94,9 +94,9 @@ def test_a_cut_that_forces_a_rebuild_costs_the_next_stage():
     """Two devices, two layers of 1 s, 0.2 B of parameters each at 1 B/s. Without a restart cost the split
     gives max(1, 1) = 1.0 and beats data parallel (2 + 2*1*0.4/2)/2 = 1.2; a cut after layer 0 that makes the next
     stage rebuild for 0.5 s gives max(1, 1.5) = 1.5, so data parallel (1.2) wins."""
-    split = make_plan(one_server(profile([1, 1], [0.2, 0.2]), 2))
+    split = dp_plan(one_server(profile([1, 1], [0.2, 0.2]), 2))
     assert [(s.start, s.stop) for s in split.stages] == [(0, 1), (1, 2)] and split.time_per_batch_s == pytest.approx(1)
-    rebuild = make_plan(one_server(profile([1, 1], [0.2, 0.2], restart=[0.5, 0.0]), 2))
+    rebuild = dp_plan(one_server(profile([1, 1], [0.2, 0.2], restart=[0.5, 0.0]), 2))
     assert [s.replicas for s in rebuild.stages] == [2] and rebuild.time_per_batch_s == pytest.approx(1.2)
     assert rebuild.compared_to["even-split"].time_per_batch_s == pytest.approx(1.5)
 
@@ -116,10 +116,10 @@ def test_hierarchical_two_servers_by_hand(solver):
       (1 + 2*1*1/2)/2 = 1.0 per stage at best), so the plan stays on one server: 1.0, two devices unused.
     """
     servers = [("A", 10.0, {"a": 2}), ("B", 10.0, {"a": 2})]
-    fast = make_plan(cluster(servers, {"a": TWO_SERVERS}, inter=10.0), solver=solver)
+    fast = dp_plan(cluster(servers, {"a": TWO_SERVERS}, inter=10.0), solver=solver)
     assert fast.time_per_batch_s == pytest.approx(0.55)
     assert fast.world_size == 4 and [s.replicas for s in fast.stages] == [2, 2]
-    slow = make_plan(cluster(servers, {"a": TWO_SERVERS}, inter=1.0), solver=solver)
+    slow = dp_plan(cluster(servers, {"a": TWO_SERVERS}, inter=1.0), solver=solver)
     assert slow.time_per_batch_s == pytest.approx(1.0)
     assert slow.world_size == 2 and len(slow.unused_devices) == 2
     assert len({d.server for s in slow.stages for d in s.devices}) == 1
@@ -133,8 +133,8 @@ def test_hierarchical_does_not_mix_unlike_servers():
     fast = profile([1.0], [1e-9], device_type="fast")
     servers = [("A", 1.0, {"fast": 1}), ("B", 1.0, {"slow": 1})]
     c = cluster(servers, {"fast": fast, "slow": fast.scaled(0.8, "slow")}, inter=1.0)
-    assert make_plan(c, solver="exact").time_per_batch_s == pytest.approx(0.625)
-    assert make_plan(c, solver="hierarchical").time_per_batch_s == pytest.approx(1.0)
+    assert dp_plan(c, solver="exact").time_per_batch_s == pytest.approx(0.625)
+    assert dp_plan(c, solver="hierarchical").time_per_batch_s == pytest.approx(1.0)
 
 
 MEMORY_CASE = profile([1.5, 0.5], [10, 70], feats=[5, 0])
@@ -148,19 +148,19 @@ def test_memory_limit_forces_a_split():
     The split: stage 0 holds (2-1)//1 + 1 = 2 batches: 2*(5 + 10) = 30; stage 1 holds 1: 70 -> fits: 1.5 s.
     Memory 60 B: layer 1 alone needs 70 -> no plan.
     """
-    free = make_plan(one_server(MEMORY_CASE, 2, bw=1000.0))
+    free = dp_plan(one_server(MEMORY_CASE, 2, bw=1000.0))
     assert [s.replicas for s in free.stages] == [2] and free.time_per_batch_s == pytest.approx(1.04)
     assert free.memory_checked is False
-    tight = make_plan(one_server(MEMORY_CASE, 2, bw=1000.0, memory=80.0))
+    tight = dp_plan(one_server(MEMORY_CASE, 2, bw=1000.0, memory=80.0))
     assert [(s.start, s.stop) for s in tight.stages] == [(0, 1), (1, 2)]
     assert [s.in_flight for s in tight.stages] == [2, 1]
     assert [s.memory_bytes for s in tight.stages] == pytest.approx([30.0, 70.0])
     assert tight.time_per_batch_s == pytest.approx(1.5) and tight.fits_memory and tight.memory_checked
     assert tight.compared_to["data-parallel"].fits_memory is False
-    ignored = make_plan(one_server(MEMORY_CASE, 2, bw=1000.0, memory=80.0), check_memory=False)
+    ignored = dp_plan(one_server(MEMORY_CASE, 2, bw=1000.0, memory=80.0), check_memory=False)
     assert ignored.time_per_batch_s == pytest.approx(1.04)
     with pytest.raises(NoFeasiblePlan, match="memory"):
-        make_plan(one_server(MEMORY_CASE, 2, bw=1000.0, memory=60.0))
+        dp_plan(one_server(MEMORY_CASE, 2, bw=1000.0, memory=60.0))
 
 
 def test_boundary_inside_a_server_uses_its_own_bandwidth():
@@ -173,3 +173,19 @@ def test_boundary_inside_a_server_uses_its_own_bandwidth():
     assert model.evaluate([(0, 1, [a0]), (1, 2, [a1])]).stages[0].send_s == pytest.approx(1.0)
     assert model.evaluate([(0, 1, [a0]), (1, 2, [b0])]).stages[0].send_s == pytest.approx(4.0)
     assert model.evaluate([(0, 1, [a0, b0]), (1, 2, [a1])]).stages[0].send_s == pytest.approx(4.0)
+
+
+def test_the_plan_is_picked_on_the_schedules_clock():
+    """Three layers at 4, 2 and 2 s on 4 devices: the steady state's optimum replicates the first over 2 devices
+    (2 s per batch) and simulates at 3 s (the replicas' lockstep, test_timeline.py); capped at 1 replica per stage
+    the best plan is 4 s per batch, slower still, so the uncapped optimum stays, with its simulated time."""
+    from plinth_sparsepipe.pipe.profile import LayerProfile, Profile
+
+    prof = Profile(model="test", device_type="a", batch_size=1, layers=[
+        LayerProfile(name=f"l{i}", forward_s=t / 2, backward_s=t / 2, output_feature_bytes=0.0, parameter_bytes=0.0)
+        for i, t in enumerate([4, 2, 2])])
+    c = one_server(prof, 4)
+    plan = make_plan(c)
+    assert plan.replica_cap is None and [s.replicas for s in plan.stages] == [2, 1, 1]
+    assert plan.time_per_batch_s == pytest.approx(2.0) and plan.simulated_time_per_batch_s == pytest.approx(3.0)
+    assert dp_plan(c).stages == plan.stages

@@ -11,9 +11,9 @@ import random
 import pytest
 
 from plinth_sparsepipe.pipe.costs import CostModel
-from plinth_sparsepipe.pipe.planner import NoFeasiblePlan, make_plan, solve_exact, solve_hierarchical
+from plinth_sparsepipe.pipe.planner import NoFeasiblePlan, solve_exact, solve_hierarchical
 
-from .plan_helpers import brute_force, cluster, profile
+from .plan_helpers import brute_force, cluster, dp_plan, profile
 
 
 def random_cluster(seed: int):
@@ -59,7 +59,7 @@ def test_exact_matches_brute_force(seed):
     prediction = model.evaluate(solution.stages)
     assert prediction.time_s == pytest.approx(solution.time_s, rel=1e-9, abs=1e-12)
     assert prediction.fits_memory
-    plan = make_plan(c, solver="exact")
+    plan = dp_plan(c, solver="exact")
     assert plan.time_per_batch_s == pytest.approx(want, rel=1e-9, abs=1e-12)
     assert plan.speedup["data-parallel"] >= 1 - 1e-9 or not plan.compared_to["data-parallel"].fits_memory
     assert plan.speedup["even-split"] >= 1 - 1e-9 or not plan.compared_to["even-split"].fits_memory

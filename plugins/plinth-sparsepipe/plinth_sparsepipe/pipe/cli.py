@@ -129,13 +129,29 @@ def print_plan(plan, console=None) -> None:
         f"bottleneck {plan.bottleneck}{fits}; {plan.world_size} devices{unused}"
         + (f"; planned in {seconds(plan.planner_seconds)}" if plan.planner_seconds is not None else "")
     )
+    if plan.simulated_time_per_batch_s is not None and plan.time_per_batch_s > 0:
+        capped = (f"; solved with at most {plan.replica_cap} replicas per stage, which simulates faster than the "
+                  "steady state's optimum" if plan.replica_cap is not None else "")
+        console.print(f"simulated 1F1B schedule (stalls included): {seconds(plan.simulated_time_per_batch_s)} per "
+                      f"batch, {plan.simulated_time_per_batch_s / plan.time_per_batch_s:.2f}x the steady state{capped}")
     if plan.compared_to:
         cmp = Table(title="compared with (same cost model)")
-        for col in ("plan", "time per batch", "samples/s", "fits memory", f"speed-up of {plan.kind}"):
+        for col in ("plan", "time per batch", "samples/s", "fits memory", f"speed-up of {plan.kind}", "simulated",
+                    "simulated speed-up"):
             cmp.add_column(col)
         for kind, other in plan.compared_to.items():
+            sim = other.simulated_time_per_batch_s
             cmp.add_row(kind, seconds(other.time_per_batch_s), f"{other.throughput_samples_per_s:.4g}",
-                        "yes" if other.fits_memory else "[red]no[/red]", f"{plan.speedup[kind]:.3f}x")
+                        "yes" if other.fits_memory else "[red]no[/red]", f"{plan.speedup[kind]:.3f}x",
+                        seconds(sim) if sim is not None else "-",
+                        f"{plan.simulated_speedup[kind]:.3f}x" if kind in plan.simulated_speedup else "-")
         console.print(cmp)
+        faster = [k for k, v in plan.simulated_speedup.items() if v < 1.0]
+        if faster:
+            best = min(faster, key=lambda k: plan.compared_to[k].simulated_time_per_batch_s)
+            how = "without `--baseline`" if best == "planned" else f"with `--baseline {best}`"
+            console.print(f"[yellow]the {', '.join(faster)} plan simulates faster than this one (the steady state "
+                          f"does not see every stall; see `simulated`): {how} the command writes the "
+                          f"{best} plan[/yellow]")
     if not plan.memory_checked:
         console.print("memory not checked (no device type declares `memory`, or --no-memory-check)")

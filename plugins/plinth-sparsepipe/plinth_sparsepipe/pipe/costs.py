@@ -77,6 +77,7 @@ class CostModel:
 
         # times per type; sizes from every profile (the largest, where measured sizes differ slightly)
         self.time_prefix = {t.name: prefix([x.time_s for x in t.profile.layers]) for t in cluster.types.values()}
+        self.forward_prefix = {t.name: prefix([x.forward_s for x in t.profile.layers]) for t in cluster.types.values()}
         # restart[t][i]: what a stage starting at layer i pays for the cut before it (0 for the first stage)
         self.restart = {t.name: np.array([0.0] + [x.restart_s for x in t.profile.layers[:-1]])
                         for t in cluster.types.values()}
@@ -84,7 +85,8 @@ class CostModel:
         self.stash_prefix = prefix(np.max([[x.output_bytes for x in p.layers] for p in profiles], axis=0))
         feat = np.max([[x.output_feature_bytes for x in p.layers] for p in profiles], axis=0)
         coord = np.max([[x.output_coordinate_bytes for x in p.layers] for p in profiles], axis=0)
-        self.boundary_bytes = 2 * feat + coord  # after layer k, for k in 0..L-1
+        self.feature_bytes, self.coordinate_bytes = feat, coord  # after layer k, for k in 0..L-1
+        self.boundary_bytes = 2 * feat + coord  # features forward and their gradient back, coordinates forward
         self.memory = {t.name: (t.memory if check_memory else None) for t in cluster.types.values()}
         self.intra = {s.name: s.intra_bandwidth for s in cluster.servers}
         self.inter = cluster.inter_bandwidth if cluster.inter_bandwidth is not None else math.inf
@@ -95,6 +97,13 @@ class CostModel:
         of `types` for that."""
         return max((self.time_prefix[t][stop] - self.time_prefix[t][start] + self.restart[t][start], t)
                    for t in types)
+
+    def forward_backward(self, device_type: str, start: int, stop: int) -> tuple[float, float]:
+        """(forward + the cut's restart, backward) of layers [start, stop) on one device type."""
+        t = device_type
+        total = self.time_prefix[t][stop] - self.time_prefix[t][start]
+        forward = self.forward_prefix[t][stop] - self.forward_prefix[t][start]
+        return float(forward + self.restart[t][start]), float(total - forward)
 
     def params(self, start: int, stop: int) -> float:
         return float(self.param_prefix[stop] - self.param_prefix[start])

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .costs import Prediction
 from .files import PlanFileError, read_json, validate
+from .timeline import steady_per_batch_s
 
 PLAN_FORMAT = "plinth-sparsepipe-plan/1"
 PlanKind = Literal["planned", "even-split", "data-parallel"]
@@ -57,6 +58,7 @@ class Summary(BaseModel):
     time_per_batch_s: float
     throughput_samples_per_s: float
     fits_memory: bool
+    simulated_time_per_batch_s: float | None = None
 
 
 class Plan(BaseModel):
@@ -71,15 +73,21 @@ class Plan(BaseModel):
     world_size: int = Field(ge=1, description="devices the plan uses (ranks 0..world_size-1)")
     stages: list[PlanStage] = Field(min_length=1)
     unused_devices: list[str] = Field(default_factory=list)
-    time_per_batch_s: float
+    time_per_batch_s: float = Field(description="the cost model's steady state: the slowest stage or boundary")
     throughput_samples_per_s: float
+    simulated_time_per_batch_s: float | None = Field(
+        None, description="1F1B on the runtime's op lists, on a clock (timeline.py): the stalls of replicated "
+                          "stages included; at the fewest micro-batches per step the layout allows")
     bottleneck: str = Field(description="'stage i' or 'send i->i+1': what sets the time per batch")
     fits_memory: bool
     memory_checked: bool
     compared_to: dict[str, Summary] = Field(default_factory=dict, description="baselines priced the same way")
     speedup: dict[str, float] = Field(default_factory=dict, description="baseline time / this plan's time")
+    simulated_speedup: dict[str, float] = Field(default_factory=dict, description="the same, simulated times")
     cluster: dict[str, Any] = Field(default_factory=dict, description="the cluster as planned for")
     planner_seconds: float | None = None
+    replica_cap: int | None = Field(None, description="planned with at most this many replicas per stage, because "
+                                                      "that plan simulates faster (timeline.py); None: uncapped")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Plan":
@@ -99,13 +107,16 @@ class Plan(BaseModel):
 
     def summary(self) -> Summary:
         return Summary(time_per_batch_s=self.time_per_batch_s,
-                       throughput_samples_per_s=self.throughput_samples_per_s, fits_memory=self.fits_memory)
+                       throughput_samples_per_s=self.throughput_samples_per_s, fits_memory=self.fits_memory,
+                       simulated_time_per_batch_s=self.simulated_time_per_batch_s)
 
     def with_baselines(self, baselines: list["Plan"]) -> "Plan":
         """This plan, with each baseline's figures and the speed-up over it."""
         return self.model_copy(update={
             "compared_to": {b.kind: b.summary() for b in baselines},
             "speedup": {b.kind: b.time_per_batch_s / self.time_per_batch_s for b in baselines},
+            "simulated_speedup": {b.kind: b.simulated_time_per_batch_s / self.simulated_time_per_batch_s
+                                  for b in baselines if b.simulated_time_per_batch_s and self.simulated_time_per_batch_s},
         })
 
     def to_json(self) -> dict[str, Any]:
@@ -131,10 +142,12 @@ def plan_from_prediction(kind: PlanKind, prediction: Prediction, cost_model, sol
             memory_bytes=c.memory_bytes, memory_limit_bytes=c.memory_limit_bytes,
         ))
     first = next(iter(cluster.types.values())).profile
+    simulated = steady_per_batch_s(cost_model, [(c.start, c.stop, list(c.devices)) for c in prediction.stages])
     return Plan(
         kind=kind, solver=solver, model=first.model, batch_size=cost_model.batch_size, layers=names,
         world_size=rank, stages=stages, unused_devices=[d.id for d in cluster.devices() if d.id not in used],
         time_per_batch_s=prediction.time_s, throughput_samples_per_s=cost_model.batch_size / prediction.time_s,
+        simulated_time_per_batch_s=simulated,
         bottleneck=prediction.bottleneck, fits_memory=prediction.fits_memory,
         memory_checked=cost_model.check_memory and any(m is not None for m in cost_model.memory.values()),
         cluster=cluster.to_json(), planner_seconds=planner_seconds,

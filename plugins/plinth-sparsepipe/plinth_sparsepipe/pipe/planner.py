@@ -179,9 +179,10 @@ def _pick_final(table: _Table, space: _Space, i: int = 0, e: int = 0) -> tuple[i
 
 # -- stage times of device classes --------------------------------------------------------------------------
 def _class_stage_times(model: CostModel, space: _Space, class_types: list[str], bandwidth: np.ndarray,
-                       mult: int = 1, d_after: int = 0) -> StageTimes:
+                       mult: int = 1, d_after: int = 0, max_replicas: int | None = None) -> StageTimes:
     """Stages on sub-multisets of classes that each hold one device type. bandwidth[S']: inside S' (per sub).
-    mult: each chosen device stands for `mult` replicas (m identical servers); d_after: devices after the range."""
+    mult: each chosen device stands for `mult` replicas (m identical servers); d_after: devices after the range;
+    max_replicas: no stage on more devices than that."""
     types = list(dict.fromkeys(class_types))
     type_of = np.array([types.index(t) for t in class_types])
     present = space.vectors > 0
@@ -208,6 +209,8 @@ def _class_stage_times(model: CostModel, space: _Space, class_types: list[str], 
                                  0.0)
             t = (comp + allreduce) / safe_r[:, None]
         t[space.size == 0] = INF
+        if max_replicas is not None:
+            t[replicas > max_replicas] = INF
         out = t[psub]
         if np.isfinite(limits).any():
             later = space.size[ps] * mult + d_after
@@ -237,7 +240,7 @@ def exact_cost(cluster: Cluster) -> float:
     return pairs * len(cluster.layer_names) ** 2 / 2
 
 
-def solve_exact(model: CostModel) -> Solution:
+def solve_exact(model: CostModel, max_replicas: int | None = None) -> Solution:
     cluster = model.cluster
     classes = _classes(cluster)
     space = _Space([n for _, _, n in classes])
@@ -245,7 +248,7 @@ def solve_exact(model: CostModel) -> Solution:
     sub_server = np.array([next(iter(x)) if len(x) == 1 else -1 for x in servers_of])
     intra = [s.intra_bandwidth for s in cluster.servers]
     bandwidth = np.array([intra[q] if q >= 0 else model.inter for q in sub_server], dtype=float)
-    times = _class_stage_times(model, space, [t for _, t, _ in classes], bandwidth)
+    times = _class_stage_times(model, space, [t for _, t, _ in classes], bandwidth, max_replicas=max_replicas)
     value, stages = _solve_all_layers(model, space, times, _sends(model, intra), sub_server)
     taken = {k: 0 for k in range(len(classes))}
     out = []
@@ -280,8 +283,8 @@ def _kinds(cluster: Cluster) -> list[_Kind]:
 class _ServerPlans:
     """For one server kind used m times: the best inner plan of every layer range (computed once per (m, d))."""
 
-    def __init__(self, model: CostModel, kind: _Kind):
-        self.model, self.kind = model, kind
+    def __init__(self, model: CostModel, kind: _Kind, max_replicas: int | None = None):
+        self.model, self.kind, self.max_replicas = model, kind, max_replicas
         self.space = _Space(kind.counts)
         self.cache: dict[tuple[int, int], tuple[np.ndarray, tuple]] = {}
 
@@ -293,7 +296,8 @@ class _ServerPlans:
             one = m == 1
             sub_server = np.where(space.size > 0, 0 if one else -1, -1)
             bandwidth = np.full(space.n, kind.intra if one else model.inter, dtype=float)
-            stage_times = _class_stage_times(model, space, kind.types, bandwidth, mult=m, d_after=d_after)
+            stage_times = _class_stage_times(model, space, kind.types, bandwidth, mult=m, d_after=d_after,
+                                             max_replicas=self.max_replicas)
             send_inter, send_local = _sends(model, [kind.intra])
             ends = list(range(1, L + 1))
             table = _suffix_dp(ends, space, stage_times, send_inter, send_local, sub_server)
@@ -309,10 +313,10 @@ class _ServerPlans:
                 _trace(table, self.space, sub_server, send_inter, send_local, f, start, stop - 1, s)]
 
 
-def solve_hierarchical(model: CostModel) -> Solution:
+def solve_hierarchical(model: CostModel, max_replicas: int | None = None) -> Solution:
     cluster = model.cluster
     kinds = _kinds(cluster)
-    inner = [_ServerPlans(model, k) for k in kinds]
+    inner = [_ServerPlans(model, k, max_replicas) for k in kinds]
     per_server = np.array([sum(k.counts) for k in kinds])
     upper = _Space([len(k.servers) for k in kinds], single_class=True)
     L = model.n_layers
@@ -366,21 +370,44 @@ def _no_plan_message(model: CostModel) -> str:
             + "): even one layer per stage needs more; use a smaller batch size, more devices, or check `memory`")
 
 
-def make_plan(cluster: Cluster, solver: str = "auto", check_memory: bool = True, baselines: bool = True) -> Plan:
-    """The planner's plan for `cluster`, priced by the cost model, with the even-split and data-parallel plans
-    priced the same way for comparison."""
+def make_plan(cluster: Cluster, solver: str = "auto", check_memory: bool = True, baselines: bool = True,
+              schedule_aware: bool = True) -> Plan:
+    """The planner's plan for `cluster`, with the even-split and data-parallel plans priced the same way for
+    comparison.
+
+    The solver optimises the cost model's steady state (the paper's programme). `schedule_aware`: it is also
+    solved with the replicas per stage capped at 1, 2, 4, ... (fewer devices in lockstep, see timeline.py), every
+    candidate is run on the schedule's clock, and the one the timeline finds fastest is the plan (the uncapped
+    optimum unless another is more than 1 % faster); `replica_cap` records the cap it was solved with."""
     from .baselines import data_parallel_plan, even_split_plan
+    from .timeline import steady_per_batch_s
 
     model = CostModel(cluster, check_memory=check_memory)
     if solver == "auto":
         solver = "exact" if exact_cost(cluster) <= EXACT_BUDGET else "hierarchical"
     if solver not in ("exact", "hierarchical"):
         raise ValueError(f"solver must be auto, exact or hierarchical; got {solver!r}")
+    solve = solve_exact if solver == "exact" else solve_hierarchical
     t0 = time.perf_counter()
-    solution = solve_exact(model) if solver == "exact" else solve_hierarchical(model)
+    solution = solve(model)
+    cap = None
+    if schedule_aware:
+        most = max(len(d) for _, _, d in solution.stages)
+        best = steady_per_batch_s(model, solution.stages)
+        for c in (2 ** k for k in range(most.bit_length())):  # 1, 2, 4, ... below the optimum's largest stage
+            if c >= most:
+                break
+            try:
+                other = solve(model, max_replicas=c)
+            except NoFeasiblePlan:
+                continue
+            simulated = steady_per_batch_s(model, other.stages)
+            if simulated < best * 0.99:
+                solution, best, cap = other, simulated, c
     seconds = time.perf_counter() - t0
     prediction = model.evaluate(solution.stages)
     plan = plan_from_prediction("planned", prediction, model, solver=solver, planner_seconds=seconds)
+    plan = plan.model_copy(update={"replica_cap": cap})
     if baselines:
         plan = plan.with_baselines([data_parallel_plan(model), even_split_plan(model)])
     return plan
