@@ -472,7 +472,8 @@ def print_report(result: dict) -> None:
                   f"{pct(r['steady_state_error'])} | {r['compute_drift']:.2f} | "
                   f"{pct(r['calibrated_prediction_error'])} |")
         within = sum(e <= 0.10 for e in errors)
-        print(f"\nsimulated: mean error {statistics.mean(errors) * 100:.1f}% (max {max(errors) * 100:.1f}%), within 10% "
+        print(f"\nsimulated: mean error {statistics.mean(errors) * 100:.1f}% (max {max(errors) * 100:.1f}%), "
+              f"within 10% "
               f"on {within} of {len(runs)}; steady state: mean {statistics.mean(steady) * 100:.1f}% (max "
               f"{max(steady) * 100:.1f}%). CPU time of the pace-setting ranks {min(drift):.2f}-{max(drift):.2f}x "
               f"their profiles'; simulated scaled by that per run: mean {statistics.mean(cal) * 100:.1f}%, "
@@ -528,16 +529,23 @@ def main() -> int:
     batches = sparse_batches(items, args.batch, args.voxel)
     model = vgg("sparse_vgg16_bn", args.width, classes)
     # a profile per emulated type, measured the way that type computes (the runtime's sleep-then-compute cadence at
-    # its speed); the cluster's `speed` then divides its CPU times
-    profiles, totals = {}, {}
-    for t, rel in RELATIVE_SPEEDS.items():
-        prof = profile_model(model, batches[-1:] + batches, F.cross_entropy, make_optimizer=make_optimizer, warmup=1,
-                             iterations=len(batches), device_type=t, model_name="sparse_vgg16_bn",
-                             emulate_speed=args.speed * rel)
-        profiles[t] = save_profile(prof, folder / f"sparse_vgg16_bn-{t}.json")
-        totals[t] = prof.total_time_s
-        print(f"profile {t} (emulated speed {args.speed * rel:.3g}): {prof.total_time_s * 1e3:.0f} ms CPU per "
-              "iteration", flush=True)
+    # its speed); the cluster's `speed` then divides its CPU times. Measured again right before each part that
+    # uses them: this shared machine's speed drifts over minutes (2026-12-02: the heterogeneity part's ranks ran at
+    # 1.12-1.46x CPU time of profiles taken 3 min before it), which no planner can be asked to predict.
+    totals: dict[str, float] = {}
+
+    def profile_types(types, tag: str) -> dict[str, Path]:
+        out = {}
+        for t in types:
+            prof = profile_model(model, batches[-1:] + batches, F.cross_entropy, make_optimizer=make_optimizer,
+                                 warmup=1, iterations=len(batches), device_type=t, model_name="sparse_vgg16_bn",
+                                 emulate_speed=args.speed * RELATIVE_SPEEDS[t])
+            out[t] = save_profile(prof, folder / f"sparse_vgg16_bn-{t}-{tag}.json")
+            totals[f"{t} ({tag})"] = prof.total_time_s
+            print(f"profile {t} for {tag} (emulated speed {args.speed * RELATIVE_SPEEDS[t]:.3g}): "
+                  f"{prof.total_time_s * 1e3:.0f} ms CPU per iteration", flush=True)
+        return out
+
     if args.write_profile:
         save_profile(profile_model(model, batches[-1:] + batches, F.cross_entropy, make_optimizer=make_optimizer,
                                    warmup=1, iterations=len(batches), model_name="sparse_vgg16_bn"),
@@ -546,15 +554,18 @@ def main() -> int:
     print(f"gloo loopback {bandwidth / 1e9:.2f} GB/s", flush=True)
     result = {"config": {"width": args.width, "batch": args.batch, "points": args.points, "voxel": args.voxel,
                          "speed": args.speed, "rounds": rounds, "batches": len(batches), "bandwidth": bandwidth,
-                         "profile_iteration_ms": {t: v * 1e3 for t, v in totals.items()},
                          "voxels_per_sample": len(batches[0][0]) / args.batch,
                          "cpu_note": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start"}}
     if "efficiency" in parts:
-        result["efficiency"] = part_efficiency(model, batches, profiles, args.speed, bandwidth, rounds, folder, args.repeats)
+        result["efficiency"] = part_efficiency(model, batches, profile_types(["fast"], "efficiency"), args.speed,
+                                               bandwidth, rounds, folder, args.repeats)
     if "heterogeneity" in parts:
-        result["heterogeneity"] = part_heterogeneity(model, batches, profiles, args.speed, bandwidth, rounds, folder, args.repeats)
+        profiles = profile_types(list(RELATIVE_SPEEDS), "heterogeneity")
+        result["heterogeneity"] = part_heterogeneity(model, batches, profiles, args.speed, bandwidth, rounds, folder,
+                                                     args.repeats)
     if "sparse-vs-dense" in parts:
         result["sparse_vs_dense"] = part_sparse_vs_dense(items[:8 * 4], args.width, classes, 4, rounds, folder)
+    result["config"]["profile_iteration_ms"] = {t: v * 1e3 for t, v in totals.items()}
     result["seconds"] = time.perf_counter() - t0
     print_report(result)
     print(f"\n({result['seconds']:.0f} s; runs in {folder})")

@@ -131,7 +131,7 @@ class CostModel:
     # -- a whole plan ---------------------------------------------------------------------------------------
     def evaluate(self, stages: list[tuple[int, int, list[Device]]]) -> Prediction:
         """Price a plan given as [(start, stop, devices)], stages in pipeline order covering every layer once."""
-        self._check_shape(stages)
+        self.check_stages(stages)
         costs: list[StageCost] = []
         later = sum(len(d) for _, _, d in stages)
         for n, (start, stop, devices) in enumerate(stages):
@@ -152,7 +152,8 @@ class CostModel:
         time_s, bottleneck = max(items, key=lambda x: x[0])
         return Prediction(tuple(costs), time_s, bottleneck)
 
-    def _check_shape(self, stages) -> None:
+    def check_stages(self, stages) -> None:
+        """ValueError unless `stages` cover every layer once, contiguously, each on its own non-empty devices."""
         if not stages:
             raise ValueError("a plan needs at least one stage")
         at = 0

@@ -116,7 +116,8 @@ class Plan(BaseModel):
             "compared_to": {b.kind: b.summary() for b in baselines},
             "speedup": {b.kind: b.time_per_batch_s / self.time_per_batch_s for b in baselines},
             "simulated_speedup": {b.kind: b.simulated_time_per_batch_s / self.simulated_time_per_batch_s
-                                  for b in baselines if b.simulated_time_per_batch_s and self.simulated_time_per_batch_s},
+                                  for b in baselines
+                                  if b.simulated_time_per_batch_s and self.simulated_time_per_batch_s},
         })
 
     def to_json(self) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def simulate(model: CostModel, stages: list[tuple[int, int, list[Device]]], sche
              per_reader: int = 1, steps: int = 8) -> Timeline:
     """Run `steps` steps of `schedule` for the plan `stages` ([(start, stop, devices)], as CostModel.evaluate
     takes it), each step `per_reader` micro-batches per replica of stage 0."""
-    model._check_shape(stages)
+    model.check_stages(stages)
     layout = stage_layout(stages)
     n = micro_batches_per_step(layout, per_reader)
     device = [d for _, _, devices in stages for d in devices]  # by rank
