@@ -176,3 +176,20 @@ def test_a_two_server_plan_runs_one_server_per_node():
     with pytest.raises(ValueError, match="7 ranks, which do not split evenly over nnodes = 2"):
         SparsePipeConfig(cluster="examples/clusters/paper-8gpu.toml", nnodes=2,
                          cluster_set=["inter_server_bandwidth=1e8"])
+
+
+def test_the_summary_line_quotes_both_predictions():
+    import io
+
+    from plinth_sparsepipe.pipe.schedules import Layout
+    from plinth_sparsepipe.pipe.step_runner import print_summary
+
+    summary = {"metrics": {"pipeline/throughput_samples_per_s": 40.0, "pipeline/seconds_per_step": 0.1},
+               "prediction": {"time_per_batch_s": 0.08, "simulated_time_per_batch_s": 0.12, "batch_size": 4}}
+    out = io.StringIO()
+    print_summary(summary, Layout.from_replicas([1, 1]), file=out)
+    assert "plan predicted 0.08 s steady state, 0.12 s simulated on the 1F1B schedule, per batch of 4" in out.getvalue()
+    del summary["prediction"]["simulated_time_per_batch_s"]  # a plan file written before the timeline existed
+    out = io.StringIO()
+    print_summary(summary, Layout.from_replicas([1, 1]), file=out)
+    assert "plan predicted 0.08 s steady state, per batch of 4" in out.getvalue()

@@ -199,6 +199,9 @@ def print_summary(summary: dict[str, Any], layout: Layout, file=None) -> None:
                 f"{m['pipeline/seconds_per_step']:.3g} s per step")
         predicted = summary.get("prediction", {}).get("time_per_batch_s")
         if predicted:
-            line += f" (plan predicted {predicted:.3g} s per batch of {summary['prediction']['batch_size']})"
+            simulated = summary["prediction"].get("simulated_time_per_batch_s")
+            sim = f", {simulated:.3g} s simulated on the 1F1B schedule" if simulated else ""
+            line += (f" (plan predicted {predicted:.3g} s steady state{sim}, per batch of "
+                     f"{summary['prediction']['batch_size']})")
         lines.append(line)
     print("\n".join(lines), file=file, flush=True)

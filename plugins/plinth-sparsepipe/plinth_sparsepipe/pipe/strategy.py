@@ -223,6 +223,7 @@ class SparsePipeStrategy(Strategy):
             where = c.placement()
             layout = Layout(tuple(tuple(where[d.rank] for d in s.devices) for s in plan.stages))
             prediction = {"kind": plan.kind, "time_per_batch_s": plan.time_per_batch_s,
+                          "simulated_time_per_batch_s": plan.simulated_time_per_batch_s,
                           "batch_size": plan.batch_size, "throughput_samples_per_s": plan.throughput_samples_per_s}
         else:
             stages = split_points(names, c.split, where)
