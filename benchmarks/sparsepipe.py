@@ -202,13 +202,6 @@ def plan_layout(plan):
     return layout, [(s.start, s.stop) for s in plan.stages], [speeds[d.type] for s in plan.stages for d in s.devices]
 
 
-def min_micro_batches(layout) -> int:
-    from math import gcd, lcm
-
-    need = lcm(*[layout.replicas(s) for s in range(layout.n_stages)])
-    return need // gcd(need, layout.replicas(0))
-
-
 def run_length(n: int, stages: int, schedule: str, batches: int, rounds: int) -> tuple[int, int]:
     """(steps, skip): skip the pipeline's fill, then measure whole passes over the batches, so every run (and the
     profile, which averages over all of them) sees each batch equally often."""
@@ -229,10 +222,11 @@ def run_plan(name: str, plan, cost, model, batches, rounds: int, folder: Path, s
     """Run the plan `repeats` times; the figures are those of the run with the median time per batch (the
     others' times are kept, to show the run-to-run spread). Predicted: the schedule on a clock (timeline.py),
     same steps, same measurement window; also the cost model's steady state."""
+    from plinth_sparsepipe.pipe.schedules import min_per_reader
     from plinth_sparsepipe.pipe.timeline import simulate
 
     layout, stages, speeds = plan_layout(plan)
-    per_reader = per_reader or min_micro_batches(layout)
+    per_reader = per_reader or min_per_reader(layout)
     n = layout.replicas(0) * per_reader
     steps, skip = run_length(n, layout.n_stages, schedule, len(batches), rounds)
     t0 = time.perf_counter()
@@ -336,6 +330,7 @@ def part_heterogeneity(model, batches, profiles, speed, bandwidth, rounds, folde
     from plinth_sparsepipe.pipe.cluster import load_cluster
     from plinth_sparsepipe.pipe.costs import CostModel
     from plinth_sparsepipe.pipe.planner import make_plan
+    from plinth_sparsepipe.pipe.schedules import min_per_reader
 
     print("heterogeneous devices (relative speeds 1.0, 1.0, 0.5, 0.33)", flush=True)
     cluster = load_cluster(cluster_file(folder, profiles, HETERO_DEVICES, speed, bandwidth))
@@ -347,7 +342,7 @@ def part_heterogeneity(model, batches, profiles, speed, bandwidth, rounds, folde
         # several micro-batches per replica per step (the cost model prices 1F1B's steady state); measured
         # 2026-12-02: it did not remove the planned plan's ~27% gap (its ranks' CPU time matched the profile
         # within 2-17%, the ranks were 60-68% busy), so that gap is the schedule, not the inputs
-        per_reader = HETERO_PER_READER * min_micro_batches(plan_layout(plan)[0])
+        per_reader = HETERO_PER_READER * min_per_reader(plan_layout(plan)[0])
         runs[name] = run_plan(name, plan, cost, model, batches, rounds, folder, per_reader=per_reader,
                               repeats=repeats)
     p = runs["planned"]["per_batch_s"]

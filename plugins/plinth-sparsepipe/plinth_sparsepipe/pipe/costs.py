@@ -111,6 +111,11 @@ class CostModel:
     def stash(self, start: int, stop: int) -> float:
         return float(self.stash_prefix[stop] - self.stash_prefix[start])
 
+    def allreduce(self, start: int, stop: int, devices) -> float:
+        """Ring all-reduce of layers [start, stop)'s gradients among `devices`: 2 (R-1) P / (R B)."""
+        r = len(devices)
+        return 2 * (r - 1) * self.params(start, stop) / (r * self.bandwidth(devices)) if r > 1 else 0.0
+
     def bandwidth(self, devices) -> float:
         servers = {d.server for d in devices}
         return self.intra[next(iter(servers))] if len(servers) == 1 else self.inter
@@ -139,7 +144,7 @@ class CostModel:
             types = list(dict.fromkeys(d.type for d in devices))
             compute, slow = self.compute(types, start, stop)
             p = self.params(start, stop)
-            allreduce = 2 * (r - 1) * p / (r * self.bandwidth(devices)) if r > 1 else 0.0
+            allreduce = self.allreduce(start, stop, devices)
             send = self.boundary(stop - 1, devices, stages[n + 1][2]) if n + 1 < len(stages) else 0.0
             flight = self.in_flight(r, later)
             later -= r

@@ -125,7 +125,8 @@ class Plan(BaseModel):
 
 
 def plan_from_prediction(kind: PlanKind, prediction: Prediction, cost_model, solver: str | None = None,
-                         planner_seconds: float | None = None) -> Plan:
+                         planner_seconds: float | None = None, simulated: float | None = None) -> Plan:
+    """The plan file of a priced plan; `simulated`: its steady 1F1B time on the timeline, if already known."""
     cluster = cost_model.cluster
     names = cost_model.layer_names
     stages, rank = [], 0
@@ -143,7 +144,8 @@ def plan_from_prediction(kind: PlanKind, prediction: Prediction, cost_model, sol
             memory_bytes=c.memory_bytes, memory_limit_bytes=c.memory_limit_bytes,
         ))
     first = next(iter(cluster.types.values())).profile
-    simulated = steady_per_batch_s(cost_model, [(c.start, c.stop, list(c.devices)) for c in prediction.stages])
+    if simulated is None:
+        simulated = steady_per_batch_s(cost_model, [(c.start, c.stop, list(c.devices)) for c in prediction.stages])
     return Plan(
         kind=kind, solver=solver, model=first.model, batch_size=cost_model.batch_size, layers=names,
         world_size=rank, stages=stages, unused_devices=[d.id for d in cluster.devices() if d.id not in used],

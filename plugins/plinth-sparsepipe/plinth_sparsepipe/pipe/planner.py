@@ -390,7 +390,7 @@ def make_plan(cluster: Cluster, solver: str = "auto", check_memory: bool = True,
     solve = solve_exact if solver == "exact" else solve_hierarchical
     t0 = time.perf_counter()
     solution = solve(model)
-    cap = None
+    cap, best = None, None
     if schedule_aware:
         most = max(len(d) for _, _, d in solution.stages)
         best = steady_per_batch_s(model, solution.stages)
@@ -406,7 +406,7 @@ def make_plan(cluster: Cluster, solver: str = "auto", check_memory: bool = True,
                 solution, best, cap = other, simulated, c
     seconds = time.perf_counter() - t0
     prediction = model.evaluate(solution.stages)
-    plan = plan_from_prediction("planned", prediction, model, solver=solver, planner_seconds=seconds)
+    plan = plan_from_prediction("planned", prediction, model, solver=solver, planner_seconds=seconds, simulated=best)
     plan = plan.model_copy(update={"replica_cap": cap})
     if baselines:
         plan = plan.with_baselines([data_parallel_plan(model), even_split_plan(model)])

@@ -25,7 +25,7 @@ layout is checked before any process waits on another.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import lcm
+from math import gcd, lcm
 from typing import Literal
 
 ScheduleName = Literal["1f1b", "gpipe"]
@@ -105,6 +105,13 @@ def divisibility_problem(layout: Layout, n: int, schedule: str) -> str | None:
         return (f"1F1B needs the micro-batches per step ({n}) to be a multiple of every stage's replica count "
                 f"(lcm {need}): each update of a replicated stage combines one backward of each replica")
     return None
+
+
+def min_per_reader(layout: Layout) -> int:
+    """The fewest micro-batches per stage-0 replica per step with which 1F1B runs on `layout`: n = replicas of
+    stage 0 x that must be a multiple of every stage's replica count."""
+    need = lcm(*[layout.replicas(s) for s in range(layout.n_stages)])
+    return need // gcd(need, layout.replicas(0))
 
 
 def local_micro_batches(layout: Layout, rank: int, first_step: int, steps: int, n: int) -> list[int]:

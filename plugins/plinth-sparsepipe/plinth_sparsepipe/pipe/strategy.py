@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
-from math import gcd, lcm
 from pathlib import Path
 from typing import Any, Literal
 
@@ -165,8 +164,9 @@ class SparsePipeConfig(ComponentConfig):
         replicas = self.stage_replicas()
         if self.schedule == "gpipe":
             return len(replicas)
-        need = lcm(*replicas)  # n = replicas[0] * M must be a multiple of every stage's replica count
-        return need // gcd(need, replicas[0])
+        from .schedules import Layout, min_per_reader
+
+        return min_per_reader(Layout.from_replicas(replicas))
 
 
 class SparsePipeStrategy(Strategy):

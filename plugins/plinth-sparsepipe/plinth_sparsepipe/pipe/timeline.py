@@ -21,19 +21,17 @@ does not hold up its sender (non-blocking). Not modelled: data loading, the send
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import gcd, lcm
 
 from .cluster import Device
 from .costs import CostModel
-from .schedules import Layout, build, micro_batches_per_step
+from .schedules import Layout, build, micro_batches_per_step, min_per_reader
 
 
 @dataclass(frozen=True)
 class Timeline:
-    """When each step ended on rank 0, and each rank's compute, for one simulated run."""
+    """When each step ended on rank 0, for one simulated run."""
 
     step_end_s: tuple[float, ...]
-    busy_s: tuple[float, ...]  # per rank: forward + backward time
     micro_batches_per_step: int
 
     def per_batch_s(self, skip: int, until: int | None = None) -> float:
@@ -64,10 +62,7 @@ def simulate(model: CostModel, stages: list[tuple[int, int, list[Device]]], sche
         f, b = model.forward_backward(d.type, start, stop)
         fwd.append(f)
         bwd.append(b)
-    allreduce = []
-    for start, stop, devices in stages:
-        r = len(devices)
-        allreduce.append(2 * (r - 1) * model.params(start, stop) / (r * model.bandwidth(devices)) if r > 1 else 0.0)
+    allreduce = [model.allreduce(start, stop, devices) for start, stop, devices in stages]
     ops = {r: build(schedule, layout, r, 0, steps, n) for r in range(layout.world_size)}
     return _run(layout, ops, fwd, bwd, allreduce, stages, model, device, n)
 
@@ -77,7 +72,6 @@ def _run(layout: Layout, ops, fwd, bwd, allreduce, stages, model: CostModel, dev
     last = layout.stage_ranks[-1]
     pos = {r: 0 for r in ops}
     free = {r: 0.0 for r in ops}
-    busy = {r: 0.0 for r in ops}
     act: dict[tuple[int, int], float] = {}  # (stage, g): when g's activation has reached the stage
     grad: dict[tuple[int, int], float] = {}  # (stage, g): when g's output gradient has reached the stage
     link_free: dict[tuple[int, int], float] = {}
@@ -109,7 +103,6 @@ def _run(layout: Layout, ops, fwd, bwd, allreduce, stages, model: CostModel, dev
                 return False
             start = max(free[r], act.get((s, op.g), 0.0))
             free[r] = start + fwd[r]
-            busy[r] += fwd[r]
             if s + 1 < S:
                 act[(s + 1, op.g)] = send(r, layout.owner(s + 1, op.g), free[r], boundary(s)[0])
         elif op.kind == "B":
@@ -117,7 +110,6 @@ def _run(layout: Layout, ops, fwd, bwd, allreduce, stages, model: CostModel, dev
                 return False
             start = max(free[r], grad.get((s, op.g), 0.0))
             free[r] = start + bwd[r]
-            busy[r] += bwd[r]
             if s > 0:
                 grad[(s - 1, op.g)] = send(r, layout.owner(s - 1, op.g), free[r], boundary(s - 1)[1])
         else:
@@ -159,7 +151,7 @@ def _run(layout: Layout, ops, fwd, bwd, allreduce, stages, model: CostModel, dev
         if not moved:
             stuck = ", ".join(f"rank {r} at {peek(r)}" for r in ops if peek(r) is not None)
             raise RuntimeError(f"the schedule cannot proceed: {stuck}")
-    return Timeline(tuple(step_end[t] for t in sorted(step_end)), tuple(busy[r] for r in sorted(busy)), n)
+    return Timeline(tuple(step_end[t] for t in sorted(step_end)), n)
 
 
 def steady_per_batch_s(model: CostModel, stages: list[tuple[int, int, list[Device]]], schedule: str = "1f1b",
@@ -170,11 +162,3 @@ def steady_per_batch_s(model: CostModel, stages: list[tuple[int, int, list[Devic
     per_reader = per_reader or min_per_reader(layout)
     fill = -(-layout.n_stages // micro_batches_per_step(layout, per_reader)) + 1  # steps to fill or drain
     return simulate(model, stages, schedule, per_reader, steps=4 * fill).per_batch_s(fill, 3 * fill)
-
-
-def min_per_reader(layout: Layout) -> int:
-    """The fewest micro-batches per stage-0 replica per step with which 1F1B runs on `layout` (n a multiple of
-    every stage's replica count)."""
-    need = lcm(*[layout.replicas(s) for s in range(layout.n_stages)])
-    return need // gcd(need, layout.replicas(0))
-
