@@ -217,24 +217,37 @@ def plan_stages(plan, cost):
     return [(s.start, s.stop, [by_id[d.id] for d in s.devices]) for s in plan.stages]
 
 
-def run_plan(name: str, plan, cost, model, batches, rounds: int, folder: Path, schedule: str = "1f1b",
-             per_reader: int | None = None, repeats: int = 1) -> dict:
-    """Run the plan `repeats` times; the figures are those of the run with the median time per batch (the
-    others' times are kept, to show the run-to-run spread). Predicted: the schedule on a clock (timeline.py),
-    same steps, same measurement window; also the cost model's steady state."""
+def run_plans(jobs, model, batches, rounds: int, folder: Path, repeats: int = 1) -> dict[str, dict]:
+    """Run each job (name, plan, cost, schedule, per_reader) `repeats` times, interleaved (the first run of every
+    plan, then the second...), so a slow spell of the shared machine falls on every plan rather than on one plan's
+    repeats. Each plan's figures are those of its run with the median time per batch (the others' times are kept,
+    to show the run-to-run spread). Predicted: the schedule on a clock (timeline.py), same steps, same measurement
+    window; also the cost model's steady state."""
     from plinth_sparsepipe.pipe.schedules import min_per_reader
+
+    setups, tries, wall = {}, {}, {}
+    for name, plan, cost, schedule, per_reader in jobs:
+        layout, stages, speeds = plan_layout(plan)
+        per_reader = per_reader or min_per_reader(layout)
+        n = layout.replicas(0) * per_reader
+        steps, skip = run_length(n, layout.n_stages, schedule, len(batches), rounds)
+        setups[name] = (plan, cost, schedule, per_reader, layout, stages, speeds, n, steps, skip)
+        tries[name], wall[name] = [], 0.0
+    for k in range(repeats):
+        for name, (plan, cost, schedule, per_reader, layout, stages, speeds, n, steps, skip) in setups.items():
+            t0 = time.perf_counter()
+            ranks = run_layout(model, batches, layout, stages, speeds, schedule, per_reader, steps,
+                               folder / f"{name}-{k}")
+            tries[name].append((summarise(ranks, layout, per_reader, steps, skip), ranks))
+            wall[name] += time.perf_counter() - t0
+    return {name: plan_figures(name, tries[name], wall[name], *setup) for name, setup in setups.items()}
+
+
+def plan_figures(name: str, tries, wall_s: float, plan, cost, schedule, per_reader, layout, stages, speeds, n,
+                 steps, skip) -> dict:
     from plinth_sparsepipe.pipe.timeline import simulate
 
-    layout, stages, speeds = plan_layout(plan)
-    per_reader = per_reader or min_per_reader(layout)
-    n = layout.replicas(0) * per_reader
-    steps, skip = run_length(n, layout.n_stages, schedule, len(batches), rounds)
-    t0 = time.perf_counter()
-    tries = []
-    for k in range(repeats):
-        ranks = run_layout(model, batches, layout, stages, speeds, schedule, per_reader, steps, folder / f"{name}-{k}")
-        tries.append((summarise(ranks, layout, per_reader, steps, skip), ranks))
-    tries.sort(key=lambda x: x[0]["per_batch_s"])
+    tries = sorted(tries, key=lambda x: x[0]["per_batch_s"])
     out, ranks = tries[len(tries) // 2]
     predicted = simulate(cost, plan_stages(plan, cost), schedule, per_reader, steps).per_batch_s(skip)
     out.update(name=name, kind=plan.kind, schedule=schedule, predicted_per_batch_s=predicted,
@@ -242,7 +255,7 @@ def run_plan(name: str, plan, cost, model, batches, rounds: int, folder: Path, s
                repeats_per_batch_s=[t[0]["per_batch_s"] for t in tries],
                replicas=[s.replicas for s in plan.stages], layers=[f"{s.first_layer}..{s.last_layer}" for s in
                                                                    plan.stages],
-               micro_batches_per_step=n, steps=steps, wall_s=time.perf_counter() - t0)
+               micro_batches_per_step=n, steps=steps, wall_s=wall_s)
     measured = out["per_batch_s"]
     out["prediction_error"] = abs(predicted - measured) / measured
     out["steady_state_error"] = abs(plan.time_per_batch_s - measured) / measured
@@ -287,8 +300,10 @@ def stage_figures(plan, ranks: list[dict], skip: int) -> list[dict]:
     for m in ranks:
         stage, t = by_rank[m["rank"]]
         layers = profiles[t].layers
-        expected = sum(x.time_s for x in layers[stage.start:stage.stop])
+        mine = layers[stage.start:stage.stop]
+        expected = sum(x.forward_s + x.backward_s for x in mine)
         expected += layers[stage.start - 1].restart_s if stage.start > 0 else 0.0
+        expected += sum(x.update_s for x in mine) * m["updates"] / m["forwards"]  # GPipe: once per mini-batch
         forwards = sum(m["step_forwards"][skip:])
         base = sum(m["step_base_compute_s"][skip:]) / forwards
         compute = sum(m["step_compute_s"][skip:]) / forwards
@@ -312,16 +327,17 @@ def part_efficiency(model, batches, profiles, speed, bandwidth, rounds, folder, 
     single = summarise(run_layout(model, batches, Layout.from_replicas([1]), [(0, L)], [speed], "1f1b", 1, one,
                                   folder / "single"), Layout.from_replicas([1]), 1, one, skip)
     print(f"  one process: {single['step_s'] * 1e3:.0f} ms per batch", flush=True)
-    rows = []
+    jobs, counts = [], {}
     for S in (2, 3, 4):
         cost = CostModel(load_cluster(cluster_file(folder, profiles, {"fast": S}, speed, bandwidth)))
         plan = even_split_plan(cost)
         for schedule, per_reader in (("1f1b", 1), ("gpipe", 2 * S)):
-            row = run_plan(f"{S}-stages-{schedule}", plan, cost, model, batches, rounds, folder, schedule, per_reader,
-                           repeats)
-            row["stages_count"] = S
-            row["speedup_over_one_process"] = single["step_s"] / row["per_batch_s"]
-            rows.append(row)
+            jobs.append((f"{S}-stages-{schedule}", plan, cost, schedule, per_reader))
+            counts[jobs[-1][0]] = S
+    rows = list(run_plans(jobs, model, batches, rounds, folder, repeats).values())
+    for row in rows:
+        row["stages_count"] = counts[row["name"]]
+        row["speedup_over_one_process"] = single["step_s"] / row["per_batch_s"]
     return {"one_process_per_batch_s": single["step_s"], "rows": rows}
 
 
@@ -337,14 +353,12 @@ def part_heterogeneity(model, batches, profiles, speed, bandwidth, rounds, folde
     cost = CostModel(cluster)
     plans = {"planned": make_plan(cluster, baselines=False), "even-split": even_split_plan(cost),
              "data-parallel": data_parallel_plan(cost)}
-    runs = {}
-    for name, plan in plans.items():
-        # several micro-batches per replica per step (the cost model prices 1F1B's steady state); measured
-        # 2026-12-02: it did not remove the planned plan's ~27% gap (its ranks' CPU time matched the profile
-        # within 2-17%, the ranks were 60-68% busy), so that gap is the schedule, not the inputs
-        per_reader = HETERO_PER_READER * min_per_reader(plan_layout(plan)[0])
-        runs[name] = run_plan(name, plan, cost, model, batches, rounds, folder, per_reader=per_reader,
-                              repeats=repeats)
+    # several micro-batches per replica per step (the cost model prices 1F1B's steady state); measured
+    # 2026-12-02: it did not remove the planned plan's ~27% gap (its ranks' CPU time matched the profile
+    # within 2-17%, the ranks were 60-68% busy), so that gap is the schedule, not the inputs
+    jobs = [(name, plan, cost, "1f1b", HETERO_PER_READER * min_per_reader(plan_layout(plan)[0]))
+            for name, plan in plans.items()]
+    runs = run_plans(jobs, model, batches, rounds, folder, repeats)
     p = runs["planned"]["per_batch_s"]
     return {"runs": runs,
             "measured_speedup_over_even_split": runs["even-split"]["per_batch_s"] / p,
@@ -378,7 +392,8 @@ def part_sparse_vs_dense(items, width: float, classes: int, batch: int, rounds: 
         path = save_profile(prof, folder / f"{name}.json")
         cost = CostModel(load_cluster(cluster_file(folder, {"fast": path}, {"fast": 2}, 1.0, 1e9)))
         plan = even_split_plan(cost)
-        piped = run_plan(f"{name}-2-stages", plan, cost, model, batches, rounds, folder)
+        job = f"{name}-2-stages"
+        piped = run_plans([(job, plan, cost, "1f1b", None)], model, batches, rounds, folder)[job]
         L = len(model.blocks())
         steps, skip = run_length(1, 1, "1f1b", len(batches), rounds)
         one = summarise(run_layout(model, batches, Layout.from_replicas([1]), [(0, L)], [1.0], "1f1b", 1, steps,

@@ -86,6 +86,38 @@ def test_profile_of_a_chain(tmp_path):
     assert plan.layers == prof.layer_names and plan.world_size in (1, 2)
 
 
+def test_the_update_is_timed_apart_from_the_backward():
+    """An optimizer whose step burns known CPU time: it shows in `update_s` of each block with parameters (and of
+    no other block), not in `backward_s`, so a schedule can charge it once per update."""
+    import time
+
+    m = torch.randn(96, 96) / 10
+
+    def burn():
+        for _ in range(150):
+            (m @ m).sum()
+
+    class BurningSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            burn()
+            return super().step(closure)
+
+    t0 = time.thread_time()
+    burn()
+    burn_s = time.thread_time() - t0
+    tiny = tiny_blocks()
+    model = nn.Sequential(tiny)
+    prof = profile_model(model, step_micro_batches(0, 2), F.cross_entropy, warmup=1, iterations=2,
+                         make_optimizer=lambda params: BurningSGD(params, lr=0.01))
+    for layer, (_, block) in zip(prof.layers, model.named_children()):
+        if any(True for _ in block.parameters()):
+            assert layer.update_s > 0.6 * burn_s, layer.name
+            assert layer.backward_s < 0.5 * burn_s, layer.name
+        else:
+            assert layer.update_s == 0.0, layer.name
+    assert prof.total_time_s == pytest.approx(sum(x.forward_s + x.backward_s + x.update_s for x in prof.layers))
+
+
 def test_profile_command_measures_a_trainer_stage(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PLINTH_PLUGINS", raising=False)
     shapes = ShapesGenerator({"classes": ["sphere", "box"], "train_per_class": 4, "test_per_class": 1,

@@ -11,11 +11,12 @@ from plinth_sparsepipe.pipe.timeline import simulate, steady_per_batch_s
 from .plan_helpers import cluster
 
 
-def model(forward_backward, feats=None, params=None, bandwidth=1.0, devices=4) -> CostModel:
+def model(forward_backward, feats=None, params=None, bandwidth=1.0, devices=4, updates=None) -> CostModel:
     feats = feats or [0.0] * len(forward_backward)
     params = params or [0.0] * len(forward_backward)
+    updates = updates or [0.0] * len(forward_backward)
     prof = Profile(model="test", device_type="a", batch_size=1, layers=[
-        LayerProfile(name=f"l{i}", forward_s=f, backward_s=b, output_feature_bytes=feats[i],
+        LayerProfile(name=f"l{i}", forward_s=f, backward_s=b, update_s=updates[i], output_feature_bytes=feats[i],
                      parameter_bytes=params[i]) for i, (f, b) in enumerate(forward_backward)])
     return CostModel(cluster([("s", bandwidth, {"a": devices})], {"a": prof}))
 
@@ -40,6 +41,31 @@ def test_gpipe_is_a_flow_shop_forward_then_backward(n):
     step = sum(f) + (n - 1) * max(f) + sum(b) + (n - 1) * max(b)
     tl = simulate(model(fb), one_per_stage(model(fb)), "gpipe", n, steps=3)
     assert tl.step_end_s == pytest.approx((step, 2 * step, 3 * step))
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_an_update_costs_once_per_update_not_per_backward(n):
+    """One device, f + b = 3 s per micro-batch and a 1 s optimizer step: 1F1B updates after every micro-batch
+    (4 s each); GPipe once per step of n (3 n + 1 s). The same step inside backward_s, as profiles without
+    update_s have it, charges GPipe n s per step."""
+    fb, u = [(1, 2)], [1.0]
+    one = lambda m: [(0, 1, [m.cluster.devices()[0]])]  # noqa: E731
+    m = model(fb, updates=u)
+    assert simulate(m, one(m), "1f1b", n, steps=2).step_end_s == pytest.approx((4 * n, 8 * n))
+    assert simulate(m, one(m), "gpipe", n, steps=2).step_end_s == pytest.approx((3 * n + 1, 6 * n + 2))
+    folded = model([(1, 3)])
+    assert simulate(folded, one(folded), "gpipe", n, steps=1).step_end_s == pytest.approx((4 * n,))
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_gpipe_updates_after_the_drain(n):
+    """The flow shop above with a 0.25 s step on every stage: each stage updates after its last backward; only
+    stage 0's lies on the path to the next step (the later stages' end while stage 0 still drains)."""
+    fb = [(1, 2), (1, 1), (0.5, 0.5)]
+    f, b = [x for x, _ in fb], [y for _, y in fb]
+    step = sum(f) + (n - 1) * max(f) + sum(b) + (n - 1) * max(b) + 0.25
+    m = model(fb, updates=[0.25] * 3)
+    assert simulate(m, one_per_stage(m), "gpipe", n, steps=3).step_end_s == pytest.approx((step, 2 * step, 3 * step))
 
 
 def test_one_f_one_b_runs_at_the_slowest_stage_once_full():

@@ -3,7 +3,7 @@
 A plan is a list of stages, each a contiguous layer range [start, stop) on a set of R devices (R replicas taking
 batches in turn). With one profile per device type, per batch of the profiles' batch size:
 
-- compute C = forward + backward of the stage's layers, plus the `restart_s` of the layer before the stage (what
+- compute C = forward + backward + update of the stage's layers (1F1B updates after every batch), plus the `restart_s` of the layer before the stage (what
   the cut makes it rebuild), on the type that is slowest for that among the stage's devices (synchronous replicas
   wait for the slowest);
 - all-reduce A = 2 (R-1) P / (R B), P the stage's parameter bytes, B the bandwidth inside the stage: the server's
@@ -78,6 +78,7 @@ class CostModel:
         # times per type; sizes from every profile (the largest, where measured sizes differ slightly)
         self.time_prefix = {t.name: prefix([x.time_s for x in t.profile.layers]) for t in cluster.types.values()}
         self.forward_prefix = {t.name: prefix([x.forward_s for x in t.profile.layers]) for t in cluster.types.values()}
+        self.update_prefix = {t.name: prefix([x.update_s for x in t.profile.layers]) for t in cluster.types.values()}
         # restart[t][i]: what a stage starting at layer i pays for the cut before it (0 for the first stage)
         self.restart = {t.name: np.array([0.0] + [x.restart_s for x in t.profile.layers[:-1]])
                         for t in cluster.types.values()}
@@ -98,12 +99,13 @@ class CostModel:
         return max((self.time_prefix[t][stop] - self.time_prefix[t][start] + self.restart[t][start], t)
                    for t in types)
 
-    def forward_backward(self, device_type: str, start: int, stop: int) -> tuple[float, float]:
-        """(forward + the cut's restart, backward) of layers [start, stop) on one device type."""
+    def forward_backward_update(self, device_type: str, start: int, stop: int) -> tuple[float, float, float]:
+        """(forward + the cut's restart, backward, update) of layers [start, stop) on one device type."""
         t = device_type
         total = self.time_prefix[t][stop] - self.time_prefix[t][start]
         forward = self.forward_prefix[t][stop] - self.forward_prefix[t][start]
-        return float(forward + self.restart[t][start]), float(total - forward)
+        update = self.update_prefix[t][stop] - self.update_prefix[t][start]
+        return float(forward + self.restart[t][start]), float(total - forward - update), float(update)
 
     def params(self, start: int, stop: int) -> float:
         return float(self.param_prefix[stop] - self.param_prefix[start])

@@ -13,7 +13,9 @@ Times are seconds for one batch of `batch_size` samples; bytes are per batch too
 backward, coordinates forward only); their sum is also what a stage stashes per in-flight batch for backward.
 `restart_s` (optional, default 0) is what a cut after the layer costs the next stage on top of its layers' times:
 a sparse tensor arrives as coordinates and features, so kernel maps the layers after the cut would have reused
-are built again.
+are built again. `update_s` (optional, default 0) is the optimizer step of the layer's parameters, which runs once
+per update: after every batch under 1F1B, once per mini-batch of several under GPipe, so it is kept apart from
+`backward_s` (profiles written before it existed have it inside `backward_s`, which prices 1F1B the same).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class LayerProfile(BaseModel):
         0.0, ge=0, allow_inf_nan=False, description="bytes of the output coordinates (0 for dense outputs)"
     )
     parameter_bytes: float = Field(ge=0, allow_inf_nan=False, description="bytes of the layer's parameters")
+    update_s: float = Field(
+        0.0, ge=0, allow_inf_nan=False,
+        description="the optimizer step of the layer's parameters, seconds, once per update (0: inside backward_s)",
+    )
     restart_s: float = Field(
         0.0, ge=0, allow_inf_nan=False,
         description="extra time of the next stage when the pipeline is cut after this layer: rebuilding what is "
@@ -49,7 +55,8 @@ class LayerProfile(BaseModel):
 
     @property
     def time_s(self) -> float:
-        return self.forward_s + self.backward_s
+        """Forward, backward and update: one batch under 1F1B, which updates after every batch."""
+        return self.forward_s + self.backward_s + self.update_s
 
     @property
     def output_bytes(self) -> float:
@@ -85,7 +92,7 @@ class Profile(BaseModel):
 
     @property
     def total_time_s(self) -> float:
-        """Forward + backward of every layer: one training iteration of one batch on one device."""
+        """Forward, backward and update of every layer: one training iteration of one batch on one device."""
         return sum(layer.time_s for layer in self.layers)
 
     def scaled(self, speed: float, device_type: str | None = None) -> "Profile":
@@ -97,7 +104,7 @@ class Profile(BaseModel):
             raise ValueError(f"speed must be > 0, got {speed}")
         layers = [
             layer.model_copy(update={"forward_s": layer.forward_s / speed, "backward_s": layer.backward_s / speed,
-                                     "restart_s": layer.restart_s / speed})
+                                     "update_s": layer.update_s / speed, "restart_s": layer.restart_s / speed})
             for layer in self.layers
         ]
         meta = {**self.meta, "scaled_from": self.device_type, "speed": speed * float(self.meta.get("speed", 1.0))}

@@ -134,10 +134,10 @@ def print_profile(profile) -> None:
 
     table = Table(title=f"{profile.model} on {profile.device_type}, batch {profile.batch_size} "
                         f"({profile.meta.get('clock', '')})")
-    for col in ("block", "forward ms", "backward ms", "output MB", "parameters MB"):
+    for col in ("block", "forward ms", "backward ms", "update ms", "output MB", "parameters MB"):
         table.add_column(col, justify="left" if col == "block" else "right")
     for layer in profile.layers:
         table.add_row(layer.name, f"{layer.forward_s * 1e3:.3g}", f"{layer.backward_s * 1e3:.3g}",
-                      f"{layer.output_bytes / 1e6:.3g}", f"{layer.parameter_bytes / 1e6:.3g}")
+                      f"{layer.update_s * 1e3:.3g}", f"{layer.output_bytes / 1e6:.3g}", f"{layer.parameter_bytes / 1e6:.3g}")
     Console().print(table)
     print(f"one iteration: {profile.total_time_s * 1e3:.4g} ms (forward + backward + update of every block)")

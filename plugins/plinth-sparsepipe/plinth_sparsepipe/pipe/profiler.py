@@ -1,8 +1,8 @@
 """The profiler: per block of a model, on this device at one batch size, what the planner needs (profile.py).
 
-For each block, in model order: forward time, backward time (with the optimizer step of the block's parameters,
-which a pipeline stage also runs once per batch under 1F1B; pass the optimizer the training uses as
-`make_optimizer`), bytes of its output features and coordinates (what crosses a stage boundary after it), bytes of
+For each block, in model order: forward time, backward time, update time (the optimizer step of the block's
+parameters, which a stage runs after every batch under 1F1B and once per mini-batch under GPipe; pass the
+optimizer the training uses as `make_optimizer`), bytes of its output features and coordinates (what crosses a stage boundary after it), bytes of
 its parameters, and `restart_s`: what a cut after the block costs the next block, which then starts a stage: it
 receives a sparse tensor with an empty cache and rebuilds the kernel maps it would have reused, first in a span of
 compute (the next block's forward on a fresh copy of its input, first in a span, minus on a copy sharing the cache
@@ -107,7 +107,7 @@ def profile_model(model: torch.nn.Module, batches: Sequence[tuple[Any, torch.Ten
     optimizers = [make_optimizer(list(b.parameters())) if any(True for _ in b.parameters()) else None
                   for _, b in blocks]
     n = len(blocks)
-    fwd, bwd, feat, coord, restart = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+    fwd, bwd, upd, feat, coord, restart = ([0.0] * n for _ in range(6))
     clock = _Clock(device, emulate_speed)
     sizes = set()
     for it in range(warmup + iterations):
@@ -148,7 +148,7 @@ def profile_model(model: torch.nn.Module, batches: Sequence[tuple[Any, torch.Ten
                     xi = inputs[i]
                     leaf = xi.feats if isinstance(xi, SparseTensor) else xi
                     grad = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
-        with clock.span():  # the update (counted in backward_s)
+        with clock.span():  # the update
             for i, opt in enumerate(optimizers):
                 if opt is None:
                     continue
@@ -157,7 +157,7 @@ def profile_model(model: torch.nn.Module, batches: Sequence[tuple[Any, torch.Ten
                 t1 = clock.now()
                 opt.zero_grad(set_to_none=True)
                 if measured:
-                    bwd[i] += t1 - t0
+                    upd[i] += t1 - t0
         if measured:  # what a cut before each block costs it
             for i in range(1, n):
                 if isinstance(inputs[i], SparseTensor):
@@ -169,12 +169,13 @@ def profile_model(model: torch.nn.Module, batches: Sequence[tuple[Any, torch.Ten
         params = sum(p.numel() * p.element_size() for p in block.parameters())
         layers.append(LayerProfile(
             name=name, forward_s=fwd[i] / iterations, backward_s=bwd[i] / iterations,
+            update_s=upd[i] / iterations,
             output_feature_bytes=feat[i] / iterations, output_coordinate_bytes=coord[i] / iterations,
             parameter_bytes=float(params), restart_s=restart[i] / iterations))
     name = model_name or (model.config()["name"] if hasattr(model, "config") else type(model).__name__)
     meta = {"warmup": warmup, "iterations": iterations, "device": str(device), "threads": torch.get_num_threads(),
             "clock": "cuda-synchronised wall" if device.type == "cuda" else "thread CPU time",
-            "backward_includes": "the optimizer step of the block's parameters",
+            "update": "update_s, the optimizer step of the block's parameters (not in backward_s)",
             "inputs": "a fresh copy of each batch (kernel maps built in every iteration)",
             "emulated_speed": emulate_speed,
             "torch": torch.__version__, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -9,10 +9,11 @@ things it cannot see, both measured on this machine (docs/plugins/sparsepipe.md)
 
 `simulate` runs every rank's op list from `schedules.build` (the runtime's own lists) on a clock. An op starts when
 its rank is free and its inputs are there: F(g) needs the activation from the previous stage's replica that ran
-g, B(g) the gradient from the next stage's; U is a collective of the stage's replicas (they start together, when
-the last arrives, and take the ring all-reduce's time), E(t) too, and rank 0's E(t) also waits for the last
-stage's. A rank's forward and backward take its own device type's profile times for its layers (the backward
-includes the optimizer step, as the profiler measures it; the forward the cut's `restart_s`), messages take
+g, B(g) the gradient from the next stage's; U starts as a collective of the stage's replicas (together, when the
+last arrives, for the ring all-reduce's time), then each replica runs its optimizer step; E(t) is a collective
+too, and rank 0's E(t) also waits for the last stage's. A rank's forward, backward and update take its own device
+type's profile times for its layers (the forward with the cut's `restart_s`; the update once per U, so once per
+mini-batch under GPipe; a profile without `update_s` has it inside the backward), messages take
 bytes / bandwidth on the link between the two ranks' servers, one message at a time per direction, and a send
 does not hold up its sender (non-blocking). Not modelled: data loading, the sender's encoding and bookkeeping
 (1-2 % of a micro-batch here), the batch-norm buffer average at E (a few KB).
@@ -56,18 +57,19 @@ def simulate(model: CostModel, stages: list[tuple[int, int, list[Device]]], sche
     layout = stage_layout(stages)
     n = micro_batches_per_step(layout, per_reader)
     device = [d for _, _, devices in stages for d in devices]  # by rank
-    fwd, bwd = [], []
+    fwd, bwd, upd = [], [], []
     for rank, d in enumerate(device):
         start, stop, _ = stages[layout.stage_of(rank)]
-        f, b = model.forward_backward(d.type, start, stop)
+        f, b, u = model.forward_backward_update(d.type, start, stop)
         fwd.append(f)
         bwd.append(b)
+        upd.append(u)
     allreduce = [model.allreduce(start, stop, devices) for start, stop, devices in stages]
     ops = {r: build(schedule, layout, r, 0, steps, n) for r in range(layout.world_size)}
-    return _run(layout, ops, fwd, bwd, allreduce, stages, model, device, n)
+    return _run(layout, ops, fwd, bwd, upd, allreduce, stages, model, device, n)
 
 
-def _run(layout: Layout, ops, fwd, bwd, allreduce, stages, model: CostModel, device, n: int) -> Timeline:
+def _run(layout: Layout, ops, fwd, bwd, upd, allreduce, stages, model: CostModel, device, n: int) -> Timeline:
     S = layout.n_stages
     last = layout.stage_ranks[-1]
     pos = {r: 0 for r in ops}
@@ -118,7 +120,8 @@ def _run(layout: Layout, ops, fwd, bwd, allreduce, stages, model: CostModel, dev
         return True
 
     def try_group(r: int) -> bool:
-        """U or E: every replica of the stage must be at the same one; they start and end together."""
+        """U or E: every replica of the stage must be at the same one; they start together, and end together
+        but for U's optimizer step, which each replica runs on its own after the all-reduce."""
         op, s = peek(r), layout.stage_of(r)
         members = layout.stage_ranks[s]
         for m in members:
@@ -133,7 +136,7 @@ def _run(layout: Layout, ops, fwd, bwd, allreduce, stages, model: CostModel, dev
             start = max([start] + [ended[(q, op.step)] for q in last])
         end = start + (allreduce[s] if op.kind == "U" else 0.0)
         for m in members:
-            free[m] = end
+            free[m] = end + (upd[m] if op.kind == "U" else 0.0)
             pos[m] += 1
             if op.kind == "U":
                 updates[m] += 1
