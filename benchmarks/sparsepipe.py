@@ -7,7 +7,9 @@
 2. Heterogeneity: four emulated devices of relative speeds 1.0, 1.0, 0.5, 0.33; the planner's plan vs an even split
    (one stage per device, balanced as if the devices were equal) vs pure data parallelism, same model and data.
 3. Planner accuracy: the plan's predicted time per batch vs the measured steady-state time, for every plan run in
-   1 and 2 (profile measured first in the same run, gloo loopback bandwidth measured too).
+   1 and 2. Each part measures its profiles before each round of runs (`--repeats` rounds, every plan once per
+   round); it plans from the first round's and predicts from all rounds' averaged, and prints the prediction from
+   the first round's alone beside it (gloo loopback bandwidth measured too).
 4. Sparse vs dense: sparse VGG16-BN vs the dense 3D VGG16-BN baseline (32^3 occupancy grids from the same 2048-point
    clouds; the sparse model at voxel 1/32, the same resolution) under the same 2-stage 1F1B pipeline and in one
    process: samples/s, and peak activation memory (bytes autograd keeps for backward, per stage) and parameters.
@@ -183,12 +185,12 @@ def measure_bandwidth(folder: Path, nbytes: int = 16 * MB, repeats: int = 5) -> 
 
 
 def cluster_file(folder: Path, profiles: dict[str, Path], devices: dict[str, int], speed: float,
-                 bandwidth: float) -> Path:
+                 bandwidth: float, tag: str = "") -> Path:
     """A one-server cluster of emulated devices (type -> profile file, scaled by the type's speed)."""
     types = "".join(f'\n[types.{t}]\nprofile = "{profiles[t].name}"\nspeed = {speed * RELATIVE_SPEEDS[t]:.6g}\n'
                     for t in devices)
     devs = ", ".join(f"{t} = {c}" for t, c in devices.items())
-    path = folder / f"cluster-{'-'.join(f'{t}{c}' for t, c in devices.items())}.toml"
+    path = folder / f"cluster-{'-'.join(f'{t}{c}' for t, c in devices.items())}{tag}.toml"
     path.write_text(f'name = "{path.stem}"\n{types}\n[[servers]]\nname = "localhost"\n'
                     f'intra_server_bandwidth = {bandwidth:.6g}\ndevices = {{ {devs} }}\n')
     return path
@@ -217,12 +219,15 @@ def plan_stages(plan, cost):
     return [(s.start, s.stop, [by_id[d.id] for d in s.devices]) for s in plan.stages]
 
 
-def run_plans(jobs, model, batches, rounds: int, folder: Path, repeats: int = 1) -> dict[str, dict]:
+def run_plans(jobs, model, batches, rounds: int, folder: Path, repeats: int = 1, before_round=None,
+              predict_with=None) -> dict[str, dict]:
     """Run each job (name, plan, cost, schedule, per_reader) `repeats` times, interleaved (the first run of every
     plan, then the second...), so a slow spell of the shared machine falls on every plan rather than on one plan's
-    repeats. Each plan's figures are those of its run with the median time per batch (the others' times are kept,
-    to show the run-to-run spread). Predicted: the schedule on a clock (timeline.py), same steps, same measurement
-    window; also the cost model's steady state."""
+    repeats; `before_round(k)` runs before round k >= 1 (the parts measure their profiles again there). Each plan's
+    figures are those of its run with the median time per batch (the others' times are kept, to show the
+    run-to-run spread). Predicted: the schedule on a clock (timeline.py), same steps, same measurement window, from
+    the cost model `predict_with(name)` gives after the last round (default: the job's own, which planned it) and
+    from the job's own; also the cost model's steady state."""
     from plinth_sparsepipe.pipe.schedules import min_per_reader
 
     setups, tries, wall = {}, {}, {}
@@ -234,38 +239,46 @@ def run_plans(jobs, model, batches, rounds: int, folder: Path, repeats: int = 1)
         setups[name] = (plan, cost, schedule, per_reader, layout, stages, speeds, n, steps, skip)
         tries[name], wall[name] = [], 0.0
     for k in range(repeats):
+        if k > 0 and before_round is not None:
+            before_round(k)
         for name, (plan, cost, schedule, per_reader, layout, stages, speeds, n, steps, skip) in setups.items():
             t0 = time.perf_counter()
             ranks = run_layout(model, batches, layout, stages, speeds, schedule, per_reader, steps,
                                folder / f"{name}-{k}")
             tries[name].append((summarise(ranks, layout, per_reader, steps, skip), ranks))
             wall[name] += time.perf_counter() - t0
-    return {name: plan_figures(name, tries[name], wall[name], *setup) for name, setup in setups.items()}
+    return {name: plan_figures(name, tries[name], wall[name], predict_with(name) if predict_with else setup[1],
+                               *setup) for name, setup in setups.items()}
 
 
-def plan_figures(name: str, tries, wall_s: float, plan, cost, schedule, per_reader, layout, stages, speeds, n,
-                 steps, skip) -> dict:
+def plan_figures(name: str, tries, wall_s: float, predict_cost, plan, cost, schedule, per_reader, layout, stages,
+                 speeds, n, steps, skip) -> dict:
+    from plinth_sparsepipe.pipe.profile import load_profile
     from plinth_sparsepipe.pipe.timeline import simulate
 
     tries = sorted(tries, key=lambda x: x[0]["per_batch_s"])
     out, ranks = tries[len(tries) // 2]
-    predicted = simulate(cost, plan_stages(plan, cost), schedule, per_reader, steps).per_batch_s(skip)
+    predicted = simulate(predict_cost, plan_stages(plan, predict_cost), schedule, per_reader, steps).per_batch_s(skip)
+    first = simulate(cost, plan_stages(plan, cost), schedule, per_reader, steps).per_batch_s(skip)
+    steady = predict_cost.evaluate(plan_stages(plan, predict_cost)).time_s
     out.update(name=name, kind=plan.kind, schedule=schedule, predicted_per_batch_s=predicted,
-               steady_state_per_batch_s=plan.time_per_batch_s,
+               planning_profile_predicted_per_batch_s=first, steady_state_per_batch_s=steady,
                repeats_per_batch_s=[t[0]["per_batch_s"] for t in tries],
                replicas=[s.replicas for s in plan.stages], layers=[f"{s.first_layer}..{s.last_layer}" for s in
                                                                    plan.stages],
                micro_batches_per_step=n, steps=steps, wall_s=wall_s)
     measured = out["per_batch_s"]
     out["prediction_error"] = abs(predicted - measured) / measured
-    out["steady_state_error"] = abs(plan.time_per_batch_s - measured) / measured
-    out["compute_drift"] = compute_drift(plan, ranks, skip)
-    out["rank_figures"] = stage_figures(plan, ranks, skip)
+    out["planning_profile_prediction_error"] = abs(first - measured) / measured
+    out["steady_state_error"] = abs(steady - measured) / measured
+    profiles = {t: load_profile(v.profile_path) for t, v in predict_cost.cluster.types.items()}
+    out["compute_drift"] = compute_drift(plan, ranks, skip, profiles)
+    out["rank_figures"] = stage_figures(plan, ranks, skip, profiles)
     calibrated = predicted * out["compute_drift"]
     out["calibrated_prediction_error"] = abs(calibrated - measured) / measured
     spread = ", ".join(f"{x * 1e3:.0f}" for x in out["repeats_per_batch_s"])
     print(f"  {name}: {measured * 1e3:.0f} ms per batch measured (median of {spread}), {predicted * 1e3:.0f} ms "
-          f"simulated, {plan.time_per_batch_s * 1e3:.0f} ms steady state, efficiency {out['efficiency']:.3f}, CPU "
+          f"simulated ({first * 1e3:.0f} ms from the planning profile), {steady * 1e3:.0f} ms steady state, efficiency {out['efficiency']:.3f}, CPU "
           f"time {out['compute_drift']:.2f}x the profile's ({out['wall_s']:.0f} s)", flush=True)
     for f in out["rank_figures"]:
         print(f"    rank {f['rank']} stage {f['stage']} ({f['type']}): CPU {f['base_per_mb_s'] * 1e3:.1f} ms per "
@@ -275,26 +288,24 @@ def plan_figures(name: str, tries, wall_s: float, plan, cost, schedule, per_read
     return out
 
 
-def compute_drift(plan, ranks: list[dict], skip: int) -> float:
+def compute_drift(plan, ranks: list[dict], skip: int, profiles) -> float:
     """How far the CPU time of the ranks that set the pipeline's pace (the bottleneck stage's ranks of its governing
     device type) was from what their profiles say for the same work, in the steady state (steps after `skip`).
     1.0 when the profile measured the work as the runtime computes it. The calibrated prediction scales the plan's
     time by it (a diagnostic: it uses this run's own measurements)."""
     measured = expected = 0.0
     slowest = max(plan.stages, key=lambda s: s.time_s)
-    for m in stage_figures(plan, ranks, skip):
+    for m in stage_figures(plan, ranks, skip, profiles):
         if m["stage"] == slowest.index and m["type"] == slowest.compute_type:
             measured += m["base_per_mb_s"]
             expected += m["profile_per_mb_s"]
     return measured / expected
 
 
-def stage_figures(plan, ranks: list[dict], skip: int) -> list[dict]:
-    """Per rank, steady state: CPU time per micro-batch (what the emulation scales) vs its profile for the same
-    layers (plus the cut's restart), emulated compute, wait and the rest (sends, bookkeeping) per micro-batch."""
-    from plinth_sparsepipe.pipe.profile import load_profile
-
-    profiles = {t: load_profile(v["profile"]) for t, v in plan.cluster["types"].items()}
+def stage_figures(plan, ranks: list[dict], skip: int, profiles) -> list[dict]:
+    """Per rank, steady state: CPU time per micro-batch (what the emulation scales) vs its profile (`profiles`, by
+    type, unscaled) for the same layers (plus the cut's restart), emulated compute, wait and the rest (sends,
+    bookkeeping) per micro-batch."""
     by_rank = {d.rank: (s, d.type) for s in plan.stages for d in s.devices}
     out = []
     for m in ranks:
@@ -314,8 +325,29 @@ def stage_figures(plan, ranks: list[dict], skip: int) -> list[dict]:
     return out
 
 
+def mean_profiles(rounds: list[dict[str, Path]], folder: Path, tag: str) -> dict[str, Path]:
+    """Each type's profiles of every round averaged block by block (times; the sizes are the same batches'), as
+    one profile measured over the whole part: this shared machine's speed drifts by 10 % and more over minutes
+    (2026-12-03: one type's profile read 47 ms, then 53 ms, per iteration), which a profile taken once before
+    the runs cannot know."""
+    from plinth_sparsepipe.pipe.profile import load_profile, save_profile
+
+    out = {}
+    for t in rounds[0]:
+        profs = [load_profile(r[t]) for r in rounds]
+        layers = [profs[0].layers[i].model_copy(update={
+            k: statistics.mean(getattr(p.layers[i], k) for p in profs)
+            for k in ("forward_s", "backward_s", "update_s", "restart_s")}) for i in range(len(profs[0].layers))]
+        meta = {**profs[0].meta, "averaged_over": len(profs), "measured_at": [p.meta["measured_at"] for p in profs]}
+        out[t] = save_profile(profs[0].model_copy(update={"layers": layers, "meta": meta}),
+                              folder / f"sparse_vgg16_bn-{t}-{tag}-mean.json")
+    return out
+
+
 # -- the four parts ------------------------------------------------------------------------------------------
-def part_efficiency(model, batches, profiles, speed, bandwidth, rounds, folder, repeats: int) -> dict:
+def part_efficiency(model, batches, profile_round, speed, bandwidth, rounds, folder, repeats: int) -> dict:
+    """`profile_round(k)` measures the profiles (type -> file) before round k of the runs: the plans come from
+    round 0's; the predictions from all rounds' averaged (and, to show the drift, from round 0's alone)."""
     from plinth_sparsepipe.pipe.baselines import even_split_plan
     from plinth_sparsepipe.pipe.cluster import load_cluster
     from plinth_sparsepipe.pipe.costs import CostModel
@@ -327,21 +359,34 @@ def part_efficiency(model, batches, profiles, speed, bandwidth, rounds, folder, 
     single = summarise(run_layout(model, batches, Layout.from_replicas([1]), [(0, L)], [speed], "1f1b", 1, one,
                                   folder / "single"), Layout.from_replicas([1]), 1, one, skip)
     print(f"  one process: {single['step_s'] * 1e3:.0f} ms per batch", flush=True)
+    measured = [profile_round(0)]
     jobs, counts = [], {}
     for S in (2, 3, 4):
-        cost = CostModel(load_cluster(cluster_file(folder, profiles, {"fast": S}, speed, bandwidth)))
+        cost = CostModel(load_cluster(cluster_file(folder, measured[0], {"fast": S}, speed, bandwidth)))
         plan = even_split_plan(cost)
         for schedule, per_reader in (("1f1b", 1), ("gpipe", 2 * S)):
             jobs.append((f"{S}-stages-{schedule}", plan, cost, schedule, per_reader))
             counts[jobs[-1][0]] = S
-    rows = list(run_plans(jobs, model, batches, rounds, folder, repeats).values())
+    mean_costs: dict[int, CostModel] = {}
+
+    def predict_with(name: str) -> CostModel:
+        S = counts[name]
+        if S not in mean_costs:
+            mean = mean_profiles(measured, folder, "efficiency")
+            mean_costs[S] = CostModel(load_cluster(cluster_file(folder, mean, {"fast": S}, speed, bandwidth, "-mean")))
+        return mean_costs[S]
+
+    rows = list(run_plans(jobs, model, batches, rounds, folder, repeats,
+                          before_round=lambda k: measured.append(profile_round(k)),
+                          predict_with=predict_with).values())
     for row in rows:
         row["stages_count"] = counts[row["name"]]
         row["speedup_over_one_process"] = single["step_s"] / row["per_batch_s"]
     return {"one_process_per_batch_s": single["step_s"], "rows": rows}
 
 
-def part_heterogeneity(model, batches, profiles, speed, bandwidth, rounds, folder, repeats: int) -> dict:
+def part_heterogeneity(model, batches, profile_round, speed, bandwidth, rounds, folder, repeats: int) -> dict:
+    """As part_efficiency: plans from round 0's profiles, predictions from every round's averaged."""
     from plinth_sparsepipe.pipe.baselines import data_parallel_plan, even_split_plan
     from plinth_sparsepipe.pipe.cluster import load_cluster
     from plinth_sparsepipe.pipe.costs import CostModel
@@ -349,7 +394,8 @@ def part_heterogeneity(model, batches, profiles, speed, bandwidth, rounds, folde
     from plinth_sparsepipe.pipe.schedules import min_per_reader
 
     print("heterogeneous devices (relative speeds 1.0, 1.0, 0.5, 0.33)", flush=True)
-    cluster = load_cluster(cluster_file(folder, profiles, HETERO_DEVICES, speed, bandwidth))
+    measured = [profile_round(0)]
+    cluster = load_cluster(cluster_file(folder, measured[0], HETERO_DEVICES, speed, bandwidth))
     cost = CostModel(cluster)
     plans = {"planned": make_plan(cluster, baselines=False), "even-split": even_split_plan(cost),
              "data-parallel": data_parallel_plan(cost)}
@@ -358,7 +404,17 @@ def part_heterogeneity(model, batches, profiles, speed, bandwidth, rounds, folde
     # within 2-17%, the ranks were 60-68% busy), so that gap is the schedule, not the inputs
     jobs = [(name, plan, cost, "1f1b", HETERO_PER_READER * min_per_reader(plan_layout(plan)[0]))
             for name, plan in plans.items()]
-    runs = run_plans(jobs, model, batches, rounds, folder, repeats)
+    mean: list[CostModel] = []
+
+    def predict_with(name: str) -> CostModel:
+        if not mean:
+            profiles = mean_profiles(measured, folder, "heterogeneity")
+            mean.append(CostModel(load_cluster(cluster_file(folder, profiles, HETERO_DEVICES, speed, bandwidth,
+                                                            "-mean"))))
+        return mean[0]
+
+    runs = run_plans(jobs, model, batches, rounds, folder, repeats,
+                     before_round=lambda k: measured.append(profile_round(k)), predict_with=predict_with)
     p = runs["planned"]["per_batch_s"]
     return {"runs": runs,
             "measured_speedup_over_even_split": runs["even-split"]["per_batch_s"] / p,
@@ -368,9 +424,9 @@ def part_heterogeneity(model, batches, profiles, speed, bandwidth, rounds, folde
             "predicted_speedup_over_data_parallel": runs["data-parallel"]["predicted_per_batch_s"] /
                 runs["planned"]["predicted_per_batch_s"],
             "steady_state_speedup_over_even_split":
-                plans["even-split"].time_per_batch_s / plans["planned"].time_per_batch_s,
+                runs["even-split"]["steady_state_per_batch_s"] / runs["planned"]["steady_state_per_batch_s"],
             "steady_state_speedup_over_data_parallel":
-                plans["data-parallel"].time_per_batch_s / plans["planned"].time_per_batch_s}
+                runs["data-parallel"]["steady_state_per_batch_s"] / runs["planned"]["steady_state_per_batch_s"]}
 
 
 def part_sparse_vs_dense(items, width: float, classes: int, batch: int, rounds: int, folder: Path) -> dict:
@@ -432,10 +488,10 @@ def spread(r: dict) -> str:
 def print_report(result: dict) -> None:
     cfg = result["config"]
     print(f"\n# SparsePipe runtime, {cfg['cpu_note']}\n")
-    profiles = ", ".join(f"{t} {v:.0f} ms" for t, v in cfg["profile_iteration_ms"].items())
+    profiles = ", ".join(f"{t} {'/'.join(f'{x:.0f}' for x in v)} ms" for t, v in cfg["profile_iteration_ms"].items())
     print(f"model: sparse VGG16-BN width {cfg['width']}, batch {cfg['batch']} shapes of {cfg['points']} points at "
-          f"voxel {cfg['voxel']} ({cfg['voxels_per_sample']:.0f} voxels per shape); profile (CPU time per "
-          f"iteration): {profiles}; emulated '1.0' device = {cfg['speed']} of this CPU; gloo "
+          f"voxel {cfg['voxel']} ({cfg['voxels_per_sample']:.0f} voxels per shape); profiles (CPU time per "
+          f"iteration, one before each round of runs): {profiles}; emulated '1.0' device = {cfg['speed']} of this CPU; gloo "
           f"loopback {cfg['bandwidth'] / 1e9:.2f} GB/s")
     if "efficiency" in result:
         e = result["efficiency"]
@@ -473,18 +529,23 @@ def print_report(result: dict) -> None:
         cal = [r["calibrated_prediction_error"] for r in runs]
         drift = [r["compute_drift"] for r in runs]
         print(f"\n## Planner accuracy over {len(runs)} runs\n")
-        print("| run | measured per batch (median) | runs | simulated | error | steady state | error | "
-              "CPU time / profile (pace-setting ranks) | error, simulated scaled by it |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        first = [r["planning_profile_prediction_error"] for r in runs]
+        print("simulated and steady state from the profiles averaged over the rounds; also simulated from the "
+              "planning profile (round 0's) alone\n")
+        print("| run | measured per batch (median) | runs | simulated | error | from round 0's profile | error | "
+              "steady state | error | CPU time / profile (pace-setting ranks) | error, simulated scaled by it |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in runs:
             print(f"| {r['name']} | {ms(r['per_batch_s'])} | {spread(r)} | {ms(r['predicted_per_batch_s'])} | "
-                  f"{pct(r['prediction_error'])} | {ms(r['steady_state_per_batch_s'])} | "
+                  f"{pct(r['prediction_error'])} | {ms(r['planning_profile_predicted_per_batch_s'])} | "
+                  f"{pct(r['planning_profile_prediction_error'])} | {ms(r['steady_state_per_batch_s'])} | "
                   f"{pct(r['steady_state_error'])} | {r['compute_drift']:.2f} | "
                   f"{pct(r['calibrated_prediction_error'])} |")
         within = sum(e <= 0.10 for e in errors)
         print(f"\nsimulated: mean error {statistics.mean(errors) * 100:.1f}% (max {max(errors) * 100:.1f}%), "
               f"within 10% "
-              f"on {within} of {len(runs)}; steady state: mean {statistics.mean(steady) * 100:.1f}% (max "
+              f"on {within} of {len(runs)}; from round 0's profile alone: mean {statistics.mean(first) * 100:.1f}% "
+              f"(max {max(first) * 100:.1f}%), within 10% on {sum(e <= 0.10 for e in first)}; steady state: mean {statistics.mean(steady) * 100:.1f}% (max "
               f"{max(steady) * 100:.1f}%). CPU time of the pace-setting ranks {min(drift):.2f}-{max(drift):.2f}x "
               f"their profiles'; simulated scaled by that per run: mean {statistics.mean(cal) * 100:.1f}%, "
               f"max {max(cal) * 100:.1f}%")
@@ -539,20 +600,20 @@ def main() -> int:
     batches = sparse_batches(items, args.batch, args.voxel)
     model = vgg("sparse_vgg16_bn", args.width, classes)
     # a profile per emulated type, measured the way that type computes (the runtime's sleep-then-compute cadence at
-    # its speed); the cluster's `speed` then divides its CPU times. Measured again right before each part that
-    # uses them: this shared machine's speed drifts over minutes (2026-12-02: the heterogeneity part's ranks ran at
+    # its speed); the cluster's `speed` then divides its CPU times. Measured again before each round of each part's
+    # runs: this shared machine's speed drifts over minutes (2026-12-02: the heterogeneity part's ranks ran at
     # 1.12-1.46x CPU time of profiles taken 3 min before it), which no planner can be asked to predict.
-    totals: dict[str, float] = {}
+    totals: dict[str, list[float]] = {}
 
-    def profile_types(types, tag: str) -> dict[str, Path]:
+    def profile_types(types, tag: str, k: int = 0) -> dict[str, Path]:
         out = {}
         for t in types:
             prof = profile_model(model, batches[-1:] + batches, F.cross_entropy, make_optimizer=make_optimizer,
                                  warmup=1, iterations=len(batches), device_type=t, model_name="sparse_vgg16_bn",
                                  emulate_speed=args.speed * RELATIVE_SPEEDS[t])
-            out[t] = save_profile(prof, folder / f"sparse_vgg16_bn-{t}-{tag}.json")
-            totals[f"{t} ({tag})"] = prof.total_time_s
-            print(f"profile {t} for {tag} (emulated speed {args.speed * RELATIVE_SPEEDS[t]:.3g}): "
+            out[t] = save_profile(prof, folder / f"sparse_vgg16_bn-{t}-{tag}-{k}.json")
+            totals.setdefault(f"{t} ({tag})", []).append(prof.total_time_s)
+            print(f"profile {t} for {tag}, round {k} (emulated speed {args.speed * RELATIVE_SPEEDS[t]:.3g}): "
                   f"{prof.total_time_s * 1e3:.0f} ms CPU per iteration", flush=True)
         return out
 
@@ -567,15 +628,15 @@ def main() -> int:
                          "voxels_per_sample": len(batches[0][0]) / args.batch,
                          "cpu_note": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start"}}
     if "efficiency" in parts:
-        result["efficiency"] = part_efficiency(model, batches, profile_types(["fast"], "efficiency"), args.speed,
-                                               bandwidth, rounds, folder, args.repeats)
+        result["efficiency"] = part_efficiency(model, batches, lambda k: profile_types(["fast"], "efficiency", k),
+                                               args.speed, bandwidth, rounds, folder, args.repeats)
     if "heterogeneity" in parts:
-        profiles = profile_types(list(RELATIVE_SPEEDS), "heterogeneity")
-        result["heterogeneity"] = part_heterogeneity(model, batches, profiles, args.speed, bandwidth, rounds, folder,
-                                                     args.repeats)
+        result["heterogeneity"] = part_heterogeneity(
+            model, batches, lambda k: profile_types(list(RELATIVE_SPEEDS), "heterogeneity", k), args.speed, bandwidth,
+            rounds, folder, args.repeats)
     if "sparse-vs-dense" in parts:
         result["sparse_vs_dense"] = part_sparse_vs_dense(items[:8 * 4], args.width, classes, 4, rounds, folder)
-    result["config"]["profile_iteration_ms"] = {t: v * 1e3 for t, v in totals.items()}
+    result["config"]["profile_iteration_ms"] = {t: [x * 1e3 for x in v] for t, v in totals.items()}
     result["seconds"] = time.perf_counter() - t0
     print_report(result)
     print(f"\n({result['seconds']:.0f} s; runs in {folder})")
