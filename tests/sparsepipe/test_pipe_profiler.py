@@ -151,6 +151,16 @@ inputs = { dataset = "shapes.train" }
     assert prof.layer_names == ["stem", "stage1", "down2", "stage2", "global_pool", "head"]
     assert "one iteration:" in capsys.readouterr().out
     assert json.loads(out.read_text())["meta"]["iterations"] == 2
+    assert prof.meta["emulated_speed"] == 1.0
+    # an emulated type is profiled at its own speed; a speed outside (0, 1] is refused before anything is built
+    code = plinth_main(["sparsepipe", "profile", str(tmp_path / "p.toml"), "train", "--out", str(out),
+                        "--dataset", str(shapes["train"].path), "--batch-size", "2", "--warmup", "0",
+                        "--iterations", "1", "--emulate-speed", "0.5"])
+    assert code == 0 and load_profile(out).meta["emulated_speed"] == 0.5
+    capsys.readouterr()
+    code = plinth_main(["sparsepipe", "profile", str(tmp_path / "p.toml"), "train", "--out", str(out),
+                        "--emulate-speed", "2"])
+    assert code == 2 and "--emulate-speed must be in (0, 1], got 2" in capsys.readouterr().err
 
 
 def test_emulated_profile_keeps_cpu_time_and_sleeps_like_the_runtime():

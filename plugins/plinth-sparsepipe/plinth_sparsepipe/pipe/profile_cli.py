@@ -14,6 +14,7 @@ EPILOG = """\
 Examples:
   plinth sparsepipe profile examples/sparsepipe-shapes.toml pipelined --out cpu-b8.json --batch-size 8
   plinth sparsepipe profile my.toml train --dataset runs/my/stages/data/out/train --device-type rtx --out rtx.json
+  plinth sparsepipe profile examples/sparsepipe-shapes.toml pipelined --emulate-speed 0.5 --out cpu-half.json
 The file is what a cluster's [types.NAME] profile = "..." points to (see docs/plugins/sparsepipe.md).
 """
 
@@ -38,6 +39,10 @@ def add_profile_parser(verbs) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as pipeline ranks run)")
     p.add_argument("--warmup", type=int, default=2, help="iterations before measuring (default 2)")
     p.add_argument("--iterations", type=int, default=5, help="measured iterations, averaged (default 5)")
+    p.add_argument("--emulate-speed", type=float, default=1.0, metavar="S",
+                   help="profile as an emulated device of speed S in (0, 1] computes: each span of compute "
+                        "followed by the runtime's wait (default 1.0; use the cluster type's `speed` for a type "
+                        "with emulate_speeds)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a pipeline value, as `plinth run --set`")
     p.set_defaults(func=cmd_profile)
@@ -95,6 +100,8 @@ def cmd_profile(args) -> int:
     from .profile import save_profile
     from .profiler import profile_model
 
+    if not 0 < args.emulate_speed <= 1.0:
+        raise ConfigError(f"--emulate-speed must be in (0, 1], got {args.emulate_speed:g}")
     stage, dataset_path = _stage_and_dataset(args)
     cfg = stage.component.config
     torch.set_num_threads(args.threads)
@@ -121,7 +128,8 @@ def cmd_profile(args) -> int:
         raise SystemExit(f"{dataset_path}: fewer than {batch_size} samples; use a smaller --batch-size")
     profile = profile_model(model, batches, loss_function(cls.task, cfg.ignore_label), device=device,
                             make_optimizer=optimizer_factory(cfg), warmup=args.warmup, iterations=args.iterations,
-                            device_type=args.device_type or device.type, model_name=cfg.model.name)
+                            device_type=args.device_type or device.type, model_name=cfg.model.name,
+                            emulate_speed=args.emulate_speed)
     save_profile(profile, args.out)
     print_profile(profile)
     print(f"profile written: {args.out}")
