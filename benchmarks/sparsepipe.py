@@ -18,10 +18,11 @@ benchmarks/sparsepipe_plan.py; `--write-profile FILE` here writes the measured s
 
 How devices are emulated (emulation.py): every rank is one thread; a device of speed s sleeps after each piece of
 compute until (its CPU time) / s has passed. Each type is profiled under its own emulation (profile_model's
-emulate_speed), and each run prints, per rank, its steady-state CPU time per micro-batch against that profile. The "1.0" devices run at `--speed` (default 0.1) of this CPU, so 4
-ranks need under half a core and contention on a shared 2-core machine (load 10 and more while we measured)
-stays inside the emulated time; `emulated_wait_s` near 0 in a rank's figures means it did not. Ranks are
-forked from this process (pipe/forked.py: torchrun's environment and gloo, without one torch import per rank).
+emulate_speed), and each run prints, per rank, its steady-state CPU time per micro-batch against that profile. The
+"1.0" devices run at `--speed` (default 0.1) of this CPU, so 4 ranks need under half a core and contention on a
+shared 2-core machine (load 10 and more while we measured) stays inside the emulated time; `emulated_wait_s` near 0
+in a rank's figures means it did not. Ranks are forked from this process (pipe/forked.py: torchrun's environment and
+gloo, without one torch import per rank).
 
     flock -x /tmp/plinth-cpu.lock .venv/bin/python benchmarks/sparsepipe.py        # ~5 min on 2 busy cores
     .venv/bin/python benchmarks/sparsepipe.py --quick                               # fewer steps, ~2 min
@@ -278,8 +279,9 @@ def plan_figures(name: str, tries, wall_s: float, predict_cost, plan, cost, sche
     out["calibrated_prediction_error"] = abs(calibrated - measured) / measured
     spread = ", ".join(f"{x * 1e3:.0f}" for x in out["repeats_per_batch_s"])
     print(f"  {name}: {measured * 1e3:.0f} ms per batch measured (median of {spread}), {predicted * 1e3:.0f} ms "
-          f"simulated ({first * 1e3:.0f} ms from the planning profile), {steady * 1e3:.0f} ms steady state, efficiency {out['efficiency']:.3f}, CPU "
-          f"time {out['compute_drift']:.2f}x the profile's ({out['wall_s']:.0f} s)", flush=True)
+          f"simulated ({first * 1e3:.0f} ms from the planning profile), {steady * 1e3:.0f} ms steady state, "
+          f"efficiency {out['efficiency']:.3f}, CPU time {out['compute_drift']:.2f}x the profile's "
+          f"({out['wall_s']:.0f} s)", flush=True)
     for f in out["rank_figures"]:
         print(f"    rank {f['rank']} stage {f['stage']} ({f['type']}): CPU {f['base_per_mb_s'] * 1e3:.1f} ms per "
               f"micro-batch, profile {f['profile_per_mb_s'] * 1e3:.1f} ({f['base_over_profile']:.2f}x); emulated "
@@ -491,8 +493,8 @@ def print_report(result: dict) -> None:
     profiles = ", ".join(f"{t} {'/'.join(f'{x:.0f}' for x in v)} ms" for t, v in cfg["profile_iteration_ms"].items())
     print(f"model: sparse VGG16-BN width {cfg['width']}, batch {cfg['batch']} shapes of {cfg['points']} points at "
           f"voxel {cfg['voxel']} ({cfg['voxels_per_sample']:.0f} voxels per shape); profiles (CPU time per "
-          f"iteration, one before each round of runs): {profiles}; emulated '1.0' device = {cfg['speed']} of this CPU; gloo "
-          f"loopback {cfg['bandwidth'] / 1e9:.2f} GB/s")
+          f"iteration, one before each round of runs): {profiles}; emulated '1.0' device = {cfg['speed']} of this "
+          f"CPU; gloo loopback {cfg['bandwidth'] / 1e9:.2f} GB/s")
     if "efficiency" in result:
         e = result["efficiency"]
         print("\n## Pipeline efficiency (throughput / no-bubble bound)\n")
@@ -543,9 +545,9 @@ def print_report(result: dict) -> None:
                   f"{pct(r['calibrated_prediction_error'])} |")
         within = sum(e <= 0.10 for e in errors)
         print(f"\nsimulated: mean error {statistics.mean(errors) * 100:.1f}% (max {max(errors) * 100:.1f}%), "
-              f"within 10% "
-              f"on {within} of {len(runs)}; from round 0's profile alone: mean {statistics.mean(first) * 100:.1f}% "
-              f"(max {max(first) * 100:.1f}%), within 10% on {sum(e <= 0.10 for e in first)}; steady state: mean {statistics.mean(steady) * 100:.1f}% (max "
+              f"within 10% on {within} of {len(runs)}; from round 0's profile alone: mean "
+              f"{statistics.mean(first) * 100:.1f}% (max {max(first) * 100:.1f}%), within 10% on "
+              f"{sum(e <= 0.10 for e in first)}; steady state: mean {statistics.mean(steady) * 100:.1f}% (max "
               f"{max(steady) * 100:.1f}%). CPU time of the pace-setting ranks {min(drift):.2f}-{max(drift):.2f}x "
               f"their profiles'; simulated scaled by that per run: mean {statistics.mean(cal) * 100:.1f}%, "
               f"max {max(cal) * 100:.1f}%")

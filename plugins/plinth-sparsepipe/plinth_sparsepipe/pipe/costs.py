@@ -3,9 +3,9 @@
 A plan is a list of stages, each a contiguous layer range [start, stop) on a set of R devices (R replicas taking
 batches in turn). With one profile per device type, per batch of the profiles' batch size:
 
-- compute C = forward + backward + update of the stage's layers (1F1B updates after every batch), plus the `restart_s` of the layer before the stage (what
-  the cut makes it rebuild), on the type that is slowest for that among the stage's devices (synchronous replicas
-  wait for the slowest);
+- compute C = forward + backward + update of the stage's layers (1F1B updates after every batch), plus the
+  `restart_s` of the layer before the stage (what the cut makes it rebuild), on the type that is slowest for that
+  among the stage's devices (synchronous replicas wait for the slowest);
 - all-reduce A = 2 (R-1) P / (R B), P the stage's parameter bytes, B the bandwidth inside the stage: the server's
   intra-server bandwidth if all its devices are on one server, else the inter-server bandwidth;
 - stage time (C + A) / R (R batches are in flight on R replicas per C + A);

@@ -146,6 +146,7 @@ def print_profile(profile) -> None:
         table.add_column(col, justify="left" if col == "block" else "right")
     for layer in profile.layers:
         table.add_row(layer.name, f"{layer.forward_s * 1e3:.3g}", f"{layer.backward_s * 1e3:.3g}",
-                      f"{layer.update_s * 1e3:.3g}", f"{layer.output_bytes / 1e6:.3g}", f"{layer.parameter_bytes / 1e6:.3g}")
+                      f"{layer.update_s * 1e3:.3g}", f"{layer.output_bytes / 1e6:.3g}",
+                      f"{layer.parameter_bytes / 1e6:.3g}")
     Console().print(table)
     print(f"one iteration: {profile.total_time_s * 1e3:.4g} ms (forward + backward + update of every block)")

@@ -2,28 +2,30 @@
 
 For each block, in model order: forward time, backward time, update time (the optimizer step of the block's
 parameters, which a stage runs after every batch under 1F1B and once per mini-batch under GPipe; pass the
-optimizer the training uses as `make_optimizer`), bytes of its output features and coordinates (what crosses a stage boundary after it), bytes of
-its parameters, and `restart_s`: what a cut after the block costs the next block, which then starts a stage: it
-receives a sparse tensor with an empty cache and rebuilds the kernel maps it would have reused, first in a span of
-compute (the next block's forward on a fresh copy of its input, first in a span, minus on a copy sharing the cache
-right after it, both without autograd, measured after the iteration's update).
+optimizer the training uses as `make_optimizer`), bytes of its output features and coordinates (what crosses a
+stage boundary after it), bytes of its parameters, and `restart_s`: what a cut after the block costs the next
+block, which then starts a stage: it receives a sparse tensor with an empty cache and rebuilds the kernel maps it
+would have reused, first in a span of compute (the next block's forward on a fresh copy of its input, first in a
+span, minus on a copy sharing the cache right after it, both without autograd, measured after the iteration's
+update).
 
 Each iteration runs as a stage runs a micro-batch, in three spans of compute: the forward of every block, the
-backward of every block, the update; each block is timed on its own inside them. It runs the blocks one by one on a detached copy of the previous block's output, as a stage does, so
-every block's backward is timed alone; the loss is counted in the last block. Every iteration's input is a fresh
-copy of its batch (coordinates and features, no kernel-map cache), as a batch from the data loader arrives, so
-the first blocks build their maps in every iteration as they do in training. `warmup` iterations are run first
-(allocator, lazy imports) and the times of the next `iterations` are averaged. On a CPU the clock is this thread's
-CPU time (one thread, as the pipeline's ranks run, and unaffected by other processes on the machine; the
-emulation scales the same clock); on CUDA it is the wall time after `torch.cuda.synchronize()`.
+backward of every block, the update; each block is timed on its own inside them. It runs the blocks one by one on a
+detached copy of the previous block's output, as a stage does, so every block's backward is timed alone; the loss is
+counted in the last block. Every iteration's input is a fresh copy of its batch (coordinates and features, no
+kernel-map cache), as a batch from the data loader arrives, so the first blocks build their maps in every iteration
+as they do in training. `warmup` iterations are run first (allocator, lazy imports) and the times of the next
+`iterations` are averaged. On a CPU the clock is this thread's CPU time (one thread, as the pipeline's ranks run,
+and unaffected by other processes on the machine; the emulation scales the same clock); on CUDA it is the wall time
+after `torch.cuda.synchronize()`.
 
-`emulate_speed` s < 1 profiles a block the way an emulated device of speed s computes it (emulation.py): every
-span (forward, backward, update, each restart measurement) runs inside the runtime's own `RankClock`, which sleeps
-after it until its time / s has passed, the runtime's sleep-then-compute cadence; the recorded times are still the
-blocks' own CPU time. A process that computes in short bursts between long sleeps finds its caches cold and takes more CPU time
-for the same work than back to back; profiled this way, the profile holds that cost and the planner's prediction
-(profile / speed) is the runtime's emulated time. The model is copied first, so its batch-norm statistics and
-weights are left as they were.
+`emulate_speed` s < 1 profiles a block the way an emulated device of speed s computes it (emulation.py): every span
+(forward, backward, update, each restart measurement) runs inside the runtime's own `RankClock`, which sleeps after
+it until its time / s has passed, the runtime's sleep-then-compute cadence; the recorded times are still the blocks'
+own CPU time. A process that computes in short bursts between long sleeps finds its caches cold and takes more CPU
+time for the same work than back to back; profiled this way, the profile holds that cost and the planner's
+prediction (profile / speed) is the runtime's emulated time. The model is copied first, so its batch-norm statistics
+and weights are left as they were.
 """
 
 from __future__ import annotations
