@@ -100,6 +100,22 @@ def test_default_micro_batches_suit_the_schedule():
     assert SparsePipeConfig(split=["a"], micro_batches=5).micro_batches_per_reader() == 5
 
 
+def test_nccl_comes_with_gloo_for_the_cpu_messages(monkeypatch):
+    """NCCL moves only CUDA tensors and ignores tags; the step statistics rank 0 collects are CPU messages, so a
+    pipeline on GPUs gets gloo beside NCCL and encodes those messages on the CPU whatever the stage's device."""
+    from plinth_sparsepipe.pipe.comm import DENSE, OBJECT, encode
+
+    def backend(choice, cuda):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        return SparsePipeStrategy(SparsePipeConfig(split=[], backend=choice)).backend()
+
+    assert backend("auto", True) == backend("nccl", False) == "cpu:gloo,cuda:nccl"
+    assert backend("auto", False) == backend("gloo", True) == "gloo"
+    # "meta" stands in for a GPU here: activations go to the stage's device, statistics stay on the CPU
+    assert {t.device.type for t in encode(DENSE, 3, torch.ones(2, 5), device="meta")} == {"meta"}
+    assert {t.device.type for t in encode(OBJECT, 3, {"loss_sum": 1.5}, device="meta")} == {"cpu"}
+
+
 def test_split_points_name_the_model_blocks():
     assert split_points(BLOCKS, ["down2", "head"], "w") == [(0, 2), (2, 5), (5, 6)]
     with pytest.raises(ConfigError, match="no block 'conv9'.*blocks: stem, stage1"):

@@ -17,6 +17,10 @@ each tensor alive until its send completes); receives run ahead of need in one `
 which knows from the schedule how many messages that rank will send, so a message is usually there before the
 stage asks for it. A receive that waits longer than the timeout, or whose peer closed its connection (a dead
 process), raises `PeerFailure` naming the peer.
+
+Under NCCL, which moves only CUDA tensors and ignores tags, every pair of ranks carries one stream per direction on
+the GPU (activations forward, their gradients back), and OBJECT messages stay on the CPU, where the gloo back end
+the strategy puts beside NCCL ("cpu:gloo,cuda:nccl") carries them with their tag.
 """
 
 from __future__ import annotations
@@ -108,6 +112,8 @@ def encode(kind: int, micro_batch: int, value: Any, target: torch.Tensor | None 
         h[H_TDTYPE], h[H_TNDIM] = _code(target.dtype), target.dim()
         h[H_TSHAPE:H_TSHAPE + 2] = (list(target.shape) + [0, 0])[:2]
         parts.append(target.contiguous())
+    if kind == OBJECT:  # a few hundred bytes of JSON: always on the CPU, where gloo carries it beside NCCL
+        device = "cpu"
     parts = [p.to(device) for p in parts]
     h[H_BYTES] = sum(p.numel() * p.element_size() for p in parts)
     return [torch.tensor(h, dtype=torch.int64, device=device), *parts]

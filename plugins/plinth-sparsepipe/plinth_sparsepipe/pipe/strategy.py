@@ -48,7 +48,8 @@ class SparsePipeConfig(ComponentConfig):
                                                       "stops the run with an error naming it")
     emulate_speeds: bool = Field(False, description="make each rank as slow as its device type's `speed` by waiting "
                                                     "(heterogeneous devices emulated on one machine)")
-    backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="auto: nccl with GPUs, else gloo")
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="auto: nccl with GPUs, else gloo; nccl comes with gloo beside it for CPU messages")
     nnodes: int = Field(1, ge=1, description="machines; the others run `plinth join RUN_DIR STAGE --node-rank K`")
     node_rank: int = Field(0, ge=0)
     master_addr: str = "127.0.0.1"
@@ -187,11 +188,15 @@ class SparsePipeStrategy(Strategy):
                           master_addr=c.master_addr, master_port=c.master_port)
 
     def backend(self) -> str:
-        if self.config.backend != "auto":
-            return self.config.backend
-        import torch
+        """The process group's back end. NCCL moves only CUDA tensors, and tags do not separate its messages; the
+        step statistics rank 0 collects from the last stage are small CPU messages, so beside NCCL a gloo back end
+        carries them (and any other CPU tensor): "cpu:gloo,cuda:nccl"."""
+        choice = self.config.backend
+        if choice == "auto":
+            import torch
 
-        return "nccl" if torch.cuda.is_available() else "gloo"
+            choice = "nccl" if torch.cuda.is_available() else "gloo"
+        return "cpu:gloo,cuda:nccl" if choice == "nccl" else choice
 
     def setup(self, ctx) -> None:
         import torch
