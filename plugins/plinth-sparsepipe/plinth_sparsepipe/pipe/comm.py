@@ -233,6 +233,8 @@ class Inbox:
         self.thread.start()
 
     def _run(self) -> None:
+        if torch.device(self.device).type == "cuda":  # a new thread starts on cuda:0; NCCL works on the stage's GPU
+            torch.cuda.set_device(self.device)
         for _ in range(self.count):
             try:
                 msg = recv_message(self.src, self.tag, self.timeout_s, self.device, self.what, self.group)
