@@ -152,7 +152,9 @@ def one_f_one_b(name: str, layout: Layout, splits, per_reader: int, steps: int =
     reports = []
     rt = pipeline(layout, splits, "1f1b", per_reader, lr=0.05)
     rt.run(steps, 0, source(layout, RANK, steps, per_reader) if rt.stage == 0 else None, reports.append)
-    save(name, {"stage": rt.stage, "metrics": rt.metrics(), "reports": reports, "state": rt.module.state_dict()})
+    save(name, {"stage": rt.stage, "metrics": rt.metrics(), "reports": reports, "state": rt.module.state_dict(),
+                "links": sorted(rt.links), "inbox_groups": [box.group is rt.links.get((box.src, RANK, box.tag))
+                                                             for box in [*rt.act_in.values(), *rt.grad_in.values()]]})
 
 
 def stash_reference(steps: int = 6, lr: float = 0.05) -> None:
@@ -163,7 +165,8 @@ def stash_reference(steps: int = 6, lr: float = 0.05) -> None:
     if RANK < 2:
         rt = pipeline(layout, splits, "1f1b", 1, bn=False, lr=lr, momentum=0.0)
         rt.run(steps, 0, source(layout, RANK, steps, 1) if rt.stage == 0 else None)
-        save("stash", {"state": rt.module.state_dict(), "metrics": rt.metrics(), "stage": rt.stage})
+        save("stash", {"state": rt.module.state_dict(), "metrics": rt.metrics(), "stage": rt.stage,
+                       "links": sorted(rt.links)})
     if RANK == 0:
         blocks = tiny_blocks(bn=False)
         f0, f1 = stage_module(blocks, splits[0]), stage_module(blocks, splits[1])

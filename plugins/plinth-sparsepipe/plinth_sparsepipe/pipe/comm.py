@@ -18,9 +18,11 @@ which knows from the schedule how many messages that rank will send, so a messag
 stage asks for it. A receive that waits longer than the timeout, or whose peer closed its connection (a dead
 process), raises `PeerFailure` naming the peer.
 
-Under NCCL, which moves only CUDA tensors and ignores tags, every pair of ranks carries one stream per direction on
-the GPU (activations forward, their gradients back), and OBJECT messages stay on the CPU, where the gloo back end
-the strategy puts beside NCCL ("cpu:gloo,cuda:nccl") carries them with their tag.
+Under NCCL, which moves only CUDA tensors and ignores tags, and which runs one pair's sends and receives in one
+stream (so a send waiting for its receive would hold up a receive queued behind it in the other direction), the
+runtime gives each direction between two neighbouring ranks a process group of its own (`make_link_groups`, used
+on gloo too, so the tests run that path); OBJECT messages stay on the CPU, where the gloo back end the strategy
+puts beside NCCL ("cpu:gloo,cuda:nccl") carries them with their tag.
 """
 
 from __future__ import annotations
@@ -179,10 +181,12 @@ def recv_message(src: int, tag: int, timeout_s: float, device: torch.device | st
 
 
 class Outbox:
-    """Non-blocking sends. Each message's tensors stay referenced until its isend completes; `flush` waits."""
+    """Non-blocking sends. Each message's tensors stay referenced until its isend completes; `flush` waits.
+    `links` maps (dst, tag) to the process group a stream travels in (default: `group`)."""
 
-    def __init__(self, timeout_s: float, device: torch.device | str = "cpu", group=None):
-        self.timeout_s, self.device, self.group = timeout_s, device, group
+    def __init__(self, timeout_s: float, device: torch.device | str = "cpu", group=None,
+                 links: dict[tuple[int, int], Any] | None = None):
+        self.timeout_s, self.device, self.group, self.links = timeout_s, device, group, links or {}
         self.pending: deque[tuple[list, list[torch.Tensor], int, str]] = deque()
         self.bytes_sent: dict[str, int] = {}
 
@@ -190,7 +194,8 @@ class Outbox:
              target: torch.Tensor | None = None, what: str = "message") -> int:
         tensors = encode(kind, micro_batch, value, target, self.device)
         try:
-            works = [dist.isend(t, dst, group=self.group, tag=tag) for t in tensors]
+            group = self.links.get((dst, tag), self.group)
+            works = [dist.isend(t, dst, group=group, tag=tag) for t in tensors]
         except RuntimeError as exc:  # gloo refuses to post on a pair the peer already closed
             raise _failure(exc, dst, what, self.timeout_s) from None
         self.pending.append((works, tensors, dst, what))

@@ -42,6 +42,21 @@ def make_stage_groups(layout: Layout, timeout_s: float) -> dict[int, Any]:
     return groups
 
 
+def make_link_groups(layout: Layout, timeout_s: float) -> dict[tuple[int, int, int], Any]:
+    """(src, dst, tag) -> a process group of the two ranks for each stream between neighbouring stages: activations
+    forward, gradients back, each in its own group. Under NCCL a pair's messages share one stream and ignore tags,
+    so one group for both directions could deadlock (a send waits for its receive, queued behind the other
+    direction's); PipeDream's runtime does the same. Collective: every rank creates every group, in one order."""
+    links = {}
+    timeout = timedelta(seconds=timeout_s)
+    for s in range(layout.n_stages - 1):
+        for a in layout.stage_ranks[s]:
+            for b in layout.stage_ranks[s + 1]:
+                links[(a, b, TAG_FORWARD)] = dist.new_group([a, b], timeout=timeout)
+                links[(b, a, TAG_BACKWARD)] = dist.new_group([a, b], timeout=timeout)
+    return links
+
+
 def _root(x: Any) -> torch.Tensor:
     return x.feats if isinstance(x, SparseTensor) else x
 
@@ -102,7 +117,12 @@ class StageRuntime:
         self.group = self.groups.get(self.stage)
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.stash = WeightStash(module) if schedule == "1f1b" and warmup(layout, self.stage) > 0 else None
-        self.outbox = Outbox(timeout_s, self.device)
+        # creating a group is collective over every process: only a layout that spans them all (as every plan's
+        # does) gets its own links; a smaller one (tests run 2-rank layouts in 3 processes) shares the default group
+        spans_world = dist.is_initialized() and dist.get_world_size() == layout.world_size
+        self.links = make_link_groups(layout, timeout_s) if spans_world else {}
+        self.outbox = Outbox(timeout_s, self.device,
+                             links={(dst, tag): g for (src, dst, tag), g in self.links.items() if src == rank})
         self.inflight: dict[int, tuple[Any, Any, int | None, int]] = {}
         self.step_stats: dict[int, dict[str, Any]] = {}
         self.updates = 0
@@ -189,10 +209,12 @@ class StageRuntime:
         self.act_in, self.grad_in, self.stats_in = {}, {}, {}
         if s > 0:
             for src, count in Counter(L.owner(s - 1, g) for g in mine).items():
-                self.act_in[src] = Inbox(src, TAG_FORWARD, count, self.timeout_s, self.device, "activations")
+                self.act_in[src] = Inbox(src, TAG_FORWARD, count, self.timeout_s, self.device, "activations",
+                                         group=self.links.get((src, self.rank, TAG_FORWARD)))
         if not self.is_last:
             for src, count in Counter(L.owner(s + 1, g) for g in mine).items():
-                self.grad_in[src] = Inbox(src, TAG_BACKWARD, count, self.timeout_s, self.device, "gradients")
+                self.grad_in[src] = Inbox(src, TAG_BACKWARD, count, self.timeout_s, self.device, "gradients",
+                                          group=self.links.get((src, self.rank, TAG_BACKWARD)))
         if self.rank == 0:
             for q in L.stage_ranks[-1]:
                 if q != 0:
