@@ -346,6 +346,26 @@ def mean_profiles(rounds: list[dict[str, Path]], folder: Path, tag: str) -> dict
     return out
 
 
+def mean_costs(measured: list[dict[str, Path]], folder: Path, tag: str, speed: float, bandwidth: float):
+    """devices (type -> count) -> the cost model of those devices with every round's profiles averaged; the
+    profiles are averaged once, on first use (after the last round), and each cluster built once."""
+    from plinth_sparsepipe.pipe.cluster import load_cluster
+    from plinth_sparsepipe.pipe.costs import CostModel
+
+    built: dict = {}
+
+    def cost(devices: dict[str, int]):
+        if "profiles" not in built:
+            built["profiles"] = mean_profiles(measured, folder, tag)
+        key = tuple(devices.items())
+        if key not in built:
+            built[key] = CostModel(load_cluster(cluster_file(folder, built["profiles"], devices, speed, bandwidth,
+                                                             "-mean")))
+        return built[key]
+
+    return cost
+
+
 # -- the four parts ------------------------------------------------------------------------------------------
 def part_efficiency(model, batches, profile_round, speed, bandwidth, rounds, folder, repeats: int) -> dict:
     """`profile_round(k)` measures the profiles (type -> file) before round k of the runs: the plans come from
@@ -369,18 +389,10 @@ def part_efficiency(model, batches, profile_round, speed, bandwidth, rounds, fol
         for schedule, per_reader in (("1f1b", 1), ("gpipe", 2 * S)):
             jobs.append((f"{S}-stages-{schedule}", plan, cost, schedule, per_reader))
             counts[jobs[-1][0]] = S
-    mean_costs: dict[int, CostModel] = {}
-
-    def predict_with(name: str) -> CostModel:
-        S = counts[name]
-        if S not in mean_costs:
-            mean = mean_profiles(measured, folder, "efficiency")
-            mean_costs[S] = CostModel(load_cluster(cluster_file(folder, mean, {"fast": S}, speed, bandwidth, "-mean")))
-        return mean_costs[S]
-
+    mean = mean_costs(measured, folder, "efficiency", speed, bandwidth)
     rows = list(run_plans(jobs, model, batches, rounds, folder, repeats,
                           before_round=lambda k: measured.append(profile_round(k)),
-                          predict_with=predict_with).values())
+                          predict_with=lambda name: mean({"fast": counts[name]})).values())
     for row in rows:
         row["stages_count"] = counts[row["name"]]
         row["speedup_over_one_process"] = single["step_s"] / row["per_batch_s"]
@@ -406,17 +418,10 @@ def part_heterogeneity(model, batches, profile_round, speed, bandwidth, rounds, 
     # within 2-17%, the ranks were 60-68% busy), so that gap is the schedule, not the inputs
     jobs = [(name, plan, cost, "1f1b", HETERO_PER_READER * min_per_reader(plan_layout(plan)[0]))
             for name, plan in plans.items()]
-    mean: list[CostModel] = []
-
-    def predict_with(name: str) -> CostModel:
-        if not mean:
-            profiles = mean_profiles(measured, folder, "heterogeneity")
-            mean.append(CostModel(load_cluster(cluster_file(folder, profiles, HETERO_DEVICES, speed, bandwidth,
-                                                            "-mean"))))
-        return mean[0]
-
+    mean = mean_costs(measured, folder, "heterogeneity", speed, bandwidth)
     runs = run_plans(jobs, model, batches, rounds, folder, repeats,
-                     before_round=lambda k: measured.append(profile_round(k)), predict_with=predict_with)
+                     before_round=lambda k: measured.append(profile_round(k)),
+                     predict_with=lambda name: mean(HETERO_DEVICES))
     p = runs["planned"]["per_batch_s"]
     return {"runs": runs,
             "measured_speedup_over_even_split": runs["even-split"]["per_batch_s"] / p,

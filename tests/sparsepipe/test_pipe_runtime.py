@@ -94,7 +94,7 @@ def test_one_f_one_b_keeps_warm_up_plus_one_weight_versions(suite):
     assert all(torch.equal(r1[k], r2[k]) for k in r1)
     # each direction between neighbours travels in a group of its own (NCCL would otherwise share one stream), and
     # every inbox receives in its link's group; a layout smaller than the world shares the default group
-    fwd, bwd = 11, 12  # comm.TAG_FORWARD, TAG_BACKWARD
+    from plinth_sparsepipe.pipe.comm import TAG_BACKWARD as bwd, TAG_FORWARD as fwd
     assert suite("1f1b-1-2", 0)["links"] == [(0, 1, fwd), (0, 2, fwd), (1, 0, bwd), (2, 0, bwd)]
     assert all(all(suite("1f1b-1-2", r)["inbox_groups"]) for r in range(3))
     assert suite("1f1b-1-1-1", 1)["links"] == [(0, 1, fwd), (1, 0, bwd), (1, 2, fwd), (2, 1, bwd)]
